@@ -33,6 +33,7 @@ enum class Errc : int {
   expired,                  ///< an expiry (attestation, invite) is in the past
   ttl_too_long,             ///< an attestation expires further ahead than the 24 h cap
   bad_signature,            ///< the signature does not verify for the claimed key
+  attestation_mismatch,     ///< a session hello's keys differ from the attestation it carries
   // Crypto
   decrypt_failed = 40,      ///< ciphertext did not authenticate (wrong key, tampered, truncated)
   invalid_key,              ///< a key has the wrong length or is not a valid point

@@ -15,6 +15,8 @@
 
 #include <claudemesh/error.hpp>
 
+#include <string>
+#include <string_view>
 #include <version>  // defines __cpp_lib_expected; without it the check below silently fails
 
 #if defined(__cpp_lib_expected)
@@ -36,5 +38,16 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 
 /// Pass an existing error up unchanged: `if (!r) return fail(r.error());`.
 inline std::unexpected<Error> fail(Error error) { return std::unexpected<Error>(std::move(error)); }
+
+/// Pass an error up with context prepended to its message, keeping its code:
+/// `return fail(r.error(), "identity file");` gives "identity file: <original message>".
+inline std::unexpected<Error> fail(const Error& error, std::string_view context) {
+  std::string message(context);
+  if (!error.message.empty()) {
+    message += ": ";
+    message += error.message;
+  }
+  return std::unexpected<Error>(std::in_place, error.code, std::move(message));
+}
 
 }  // namespace claudemesh

@@ -26,6 +26,7 @@ constexpr std::array kCodes{
     CodeInfo{Errc::expired, "expired", "expired"},
     CodeInfo{Errc::ttl_too_long, "ttl_too_long", "expiry is further ahead than allowed"},
     CodeInfo{Errc::bad_signature, "bad_signature", "signature does not verify"},
+    CodeInfo{Errc::attestation_mismatch, "attestation_mismatch", "session keys differ from the attestation"},
     CodeInfo{Errc::decrypt_failed, "decrypt_failed", "decryption failed"},
     CodeInfo{Errc::invalid_key, "invalid_key", "invalid key"},
     CodeInfo{Errc::crypto_failure, "crypto_failure", "cryptographic operation failed"},
