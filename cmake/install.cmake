@@ -35,5 +35,8 @@ if(CLAUDEMESH_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
 else()
   set(CLAUDEMESH_PC_PRIVATE_REQUIRES "")
 endif()
+# Relocatable: the prefix is found relative to the .pc file, so a tree installed elsewhere still works.
+file(RELATIVE_PATH CLAUDEMESH_PC_RELATIVE_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" CLAUDEMESH_PC_RELATIVE_PREFIX "${CLAUDEMESH_PC_RELATIVE_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/claudemesh.pc.in ${PROJECT_BINARY_DIR}/claudemesh.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/claudemesh.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
