@@ -46,12 +46,25 @@ TEST_SUITE("bytes") {
   }
 
   TEST_CASE("malformed base64 is rejected") {
-    for (const char* bad : {"Zg", "Zg=", "Z===", "Zm9v!", "-_8=", "Zm9v Zg=="}) {
+    for (const char* bad : {"Zg", "Zg=", "Z===", "Zm9v!", "-_8=", "Zm9v Zg==", "Zg==Zm9v", "Zh==", "Zm9=", "====",
+                             "Zm=v", "\xff\xff\xff\xff"}) {
       CAPTURE(bad);
       CHECK(from_base64(bad).error() == Errc::malformed);
     }
     CHECK(from_base64url("+/8").error() == Errc::malformed);
     CHECK(from_base64url("Zg==").error() == Errc::malformed);
+  }
+
+  TEST_CASE("base64 round-trips every length from 0 to 299 bytes") {
+    Bytes data;
+    for (int n = 0; n < 300; ++n) {
+      auto encoded = to_base64(data);
+      CHECK(encoded.size() == (data.size() + 2) / 3 * 4);
+      auto back = from_base64(encoded);
+      REQUIRE(back);
+      CHECK(*back == data);
+      data.push_back(static_cast<std::uint8_t>(n * 37 + 11));
+    }
   }
 
   TEST_CASE("constant_time_equal compares content and length") {
