@@ -6,6 +6,8 @@
 
 namespace claudemesh::cli {
 
+// getenv is not thread-safe against setenv; the CLI is single-threaded and never calls setenv.
+// NOLINTBEGIN(concurrency-mt-unsafe)
 std::filesystem::path GlobalOptions::home_dir() const {
   if (!home.empty()) return home;
   if (const char* env = std::getenv("CLAUDEMESH_HOME"); env && *env) return env;
@@ -14,6 +16,7 @@ std::filesystem::path GlobalOptions::home_dir() const {
   }
   return ".claudemesh";
 }
+// NOLINTEND(concurrency-mt-unsafe)
 
 int report_error(const GlobalOptions& options, const Error& error) {
   if (options.json) {

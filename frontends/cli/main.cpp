@@ -7,7 +7,9 @@
 
 #include <iostream>
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   using namespace claudemesh::cli;
   CLI::App app{"claudemesh: an end-to-end encrypted peer mesh for AI agents", "claudemesh"};
   app.set_version_flag("-V,--version", std::string("claudemesh ") + claudemesh::version_string);
@@ -38,4 +40,18 @@ int main(int argc, char** argv) {
     return exit_usage;
   }
   return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The library reports failures as values; this only catches allocation failure and the like.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "claudemesh: internal error: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "claudemesh: internal error\n";
+  }
+  return claudemesh::cli::exit_failure;
 }

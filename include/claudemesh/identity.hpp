@@ -50,7 +50,7 @@ class CLAUDEMESH_API Identity {
   /// The JSON format version written by `save()`.
   static constexpr int file_version = 1;
   /// The largest identity file `load()` reads.
-  static constexpr std::size_t max_file_bytes = 64 * 1024;
+  static constexpr std::size_t max_file_bytes = std::size_t{64} * 1024;
 
   /// A fresh identity from `rng` (empty: the system CSPRNG).
   static Identity generate(IdentityKind kind, const RandomSource& rng = {});

@@ -22,7 +22,7 @@ namespace claudemesh {
 /// How expensive a hash is. The default is libsodium's "interactive" level (2 passes, 64 MiB).
 struct PasswordHashCost {
   std::uint64_t passes = 2;
-  std::size_t memory_bytes = 64u * 1024 * 1024;
+  std::size_t memory_bytes = std::size_t{64} * 1024 * 1024;
 };
 
 /// The cheapest cost libsodium accepts; for tests only.

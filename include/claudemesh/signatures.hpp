@@ -41,9 +41,9 @@ namespace claudemesh {
 /// The largest accepted difference between a signed timestamp and our clock (±60 s).
 inline constexpr std::int64_t max_clock_skew_ms = 60'000;
 /// The furthest ahead a session attestation may expire (24 h).
-inline constexpr std::int64_t max_attestation_ttl_ms = 24 * 60 * 60 * 1000;
+inline constexpr std::int64_t max_attestation_ttl_ms = std::int64_t{24} * 60 * 60 * 1000;
 /// The lifetime we give the attestations we mint (12 h); they are renewed well before expiry.
-inline constexpr std::int64_t default_attestation_ttl_ms = 12 * 60 * 60 * 1000;
+inline constexpr std::int64_t default_attestation_ttl_ms = std::int64_t{12} * 60 * 60 * 1000;
 
 // ---- canonical strings ----
 

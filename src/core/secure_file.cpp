@@ -5,7 +5,6 @@
 #include <claudemesh/system.hpp>
 
 #include <cerrno>
-#include <cstring>
 #include <utility>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,7 +14,7 @@ namespace claudemesh::core {
 namespace {
 
 Error os_error(const std::string& what, const std::filesystem::path& path, int err) {
-  return Error(Errc::io_error, what + " " + path.string() + ": " + std::strerror(err));
+  return Error(Errc::io_error, what + " " + path.string() + ": " + std::generic_category().message(err));
 }
 
 // Closes a descriptor on scope exit.
