@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Find the llhttp C sources that Debian's node-llhttp package installs (Node's own HTTP parser).
 # They are compiled into libclaudemesh, so nothing is linked at runtime. Provides:
-#   llhttp_INCLUDE_DIR, llhttp_SOURCES, and the OBJECT target llhttp::objects (hidden visibility).
+#   llhttp_INCLUDE_DIR and llhttp_SOURCES (api.c, http.c, llhttp.c).
 find_path(llhttp_INCLUDE_DIR NAMES llhttp.h PATHS /usr/share/include/llhttp /usr/include/llhttp /usr/include)
 find_path(llhttp_SOURCE_DIR NAMES llhttp.c api.c http.c PATHS /usr/share/llhttp /usr/src/llhttp)
 if(llhttp_SOURCE_DIR)
@@ -17,10 +17,4 @@ if(llhttp_INCLUDE_DIR AND EXISTS "${llhttp_INCLUDE_DIR}/llhttp.h")
 endif()
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(llhttp REQUIRED_VARS llhttp_INCLUDE_DIR llhttp_SOURCE_DIR VERSION_VAR llhttp_VERSION)
-if(llhttp_FOUND AND NOT TARGET llhttp::objects)
-  add_library(llhttp_objects OBJECT ${llhttp_SOURCES})
-  target_include_directories(llhttp_objects SYSTEM PUBLIC ${llhttp_INCLUDE_DIR})
-  set_target_properties(llhttp_objects PROPERTIES C_VISIBILITY_PRESET hidden POSITION_INDEPENDENT_CODE ON)
-  add_library(llhttp::objects ALIAS llhttp_objects)
-endif()
 mark_as_advanced(llhttp_INCLUDE_DIR llhttp_SOURCE_DIR)
