@@ -42,6 +42,9 @@ enum class Errc : int {
   invalid_target = 60,      ///< a target string is not any recognised form
   ambiguous_target,         ///< a name or hex prefix matches more than one peer
   unknown_target,           ///< a target matches no known peer
+  // Connections
+  timed_out = 70,           ///< an operation did not finish in time
+  connection_closed,        ///< the connection is closed (see the close code for why)
   // Storage and files
   io_error = 80,            ///< a file or OS call failed
   not_found,                ///< the requested thing does not exist

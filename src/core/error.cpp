@@ -33,6 +33,8 @@ constexpr std::array kCodes{
     CodeInfo{Errc::invalid_target, "invalid_target", "invalid target"},
     CodeInfo{Errc::ambiguous_target, "ambiguous_target", "target matches more than one peer"},
     CodeInfo{Errc::unknown_target, "unknown_target", "target matches no peer"},
+    CodeInfo{Errc::timed_out, "timed_out", "timed out"},
+    CodeInfo{Errc::connection_closed, "connection_closed", "connection closed"},
     CodeInfo{Errc::io_error, "io_error", "I/O error"},
     CodeInfo{Errc::not_found, "not_found", "not found"},
     CodeInfo{Errc::insecure_permissions, "insecure_permissions", "file permissions are too open"},
