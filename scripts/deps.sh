@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build pkg-config git
   libasio-dev libsodium-dev libssl-dev libsqlitecpp-dev libsqlite3-dev libpq-dev
   nlohmann-json3-dev node-llhttp libcli11-dev doctest-dev libbenchmark-dev
-  python3 python3-nacl python3-websockets curl
+  python3 python3-nacl python3-websockets curl openssl ca-certificates
 )
 if [ "${1:-}" = "--with-fuzz" ]; then
   packages+=(clang-19 libclang-rt-19-dev clang-tidy-19)

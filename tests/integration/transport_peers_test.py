@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class Server:
                                      stdout=subprocess.PIPE, text=True)
         ready = json.loads(self.proc.stdout.readline())
         self.port = ready["port"]
+        self.tls_port = ready.get("tls_port", 0)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -350,14 +352,62 @@ async def websockets_server_test(client_binary):
         check("our client against a websockets server: clean close 1000", closes and closes[0]["ok"], closes)
 
 
+# ---------------------------------------------------------------- TLS (wss:// and https://)
+
+def make_certificate(workdir):
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", key,
+                    "-out", cert, "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def tls_tests(server, cert, client_binary):
+    code, out = curl("--cacert", cert, f"https://localhost:{server.tls_port}/health")
+    check("curl over TLS with our server's certificate trusted", code == 0 and out == b"ok", out)
+    code, out = curl(f"https://localhost:{server.tls_port}/health")
+    check("curl refuses our self-signed certificate when it is not trusted", code != 0, code)
+    context = ssl.create_default_context(cafile=cert)
+    async with websockets.connect(f"wss://localhost:{server.tls_port}/ws", ssl=context, max_size=None) as ws:
+        ok = True
+        for n in SIZES:
+            data = os.urandom(n)
+            await ws.send(data)
+            ok &= (await ws.recv()) == data
+        check("websockets client over wss:// against our TLS server", ok)
+
+    # Our client over TLS against a python3-websockets wss:// server.
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, os.path.join(os.path.dirname(cert), "key.pem"))
+
+    async def echo(ws, path=None):
+        async for message in ws:
+            await ws.send(message)
+
+    async with websockets.serve(echo, "127.0.0.1", 0, ssl=server_context, max_size=None) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        url = f"wss://localhost:{port}/"
+        proc = await asyncio.create_subprocess_exec(client_binary, "--ca", cert, url, "0", "126", "65536",
+                                                    stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        check("our client over wss:// with a trusted CA file", proc.returncode == 0, out.decode()[-300:])
+        proc = await asyncio.create_subprocess_exec(client_binary, "--expect-fail", url, "0",
+                                                    stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        check("our client refuses an untrusted certificate (verification on by default)", proc.returncode == 0,
+              out.decode()[-300:])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--client", required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="claudemesh-transport-") as workdir:
-        server = Server(args.server, workdir, "--request-timeout-ms", "500")
+        cert, key = make_certificate(workdir)
+        server = Server(args.server, workdir, "--request-timeout-ms", "500", "--tls-cert", cert, "--tls-key", key)
         try:
+            asyncio.run(tls_tests(server, cert, args.client))
             http_tests(server, workdir)
             hostile_http_tests(server)
             slow_loris_test(server)

@@ -2,7 +2,9 @@
 // A WebSocket client assembled from src/transport, driven by transport_peers_test.py against an
 // independent server (python3-websockets). For each size it sends a binary and a text message, expects
 // the same bytes back, then closes with 1000. Prints one JSON line per check; exits 0 when all pass.
-// Usage: transport_test_client <ws-url> <size>...
+// Usage: transport_test_client [--ca FILE] [--expect-fail] <ws-url> <size>...
+//   --ca FILE      trust this CA for wss:// (verification stays on)
+//   --expect-fail  succeed only if the connection is refused (e.g. an untrusted certificate)
 #include "transport/ws/client.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -16,8 +18,18 @@ using namespace claudemesh::transport;
 
 namespace {
 
-asio::awaitable<int> run(std::string url, std::vector<std::size_t> sizes) {
-  auto connected = co_await ws::connect_websocket(url);
+asio::awaitable<int> run(std::string url, std::vector<std::size_t> sizes, std::string ca_file, bool expect_fail) {
+  ws::ClientOptions options;
+  if (!ca_file.empty()) {
+    auto context = make_client_tls_context({.verify_peer = true, .ca_file = ca_file});
+    if (!context) co_return 1;
+    options.tls = *context;
+  }
+  auto connected = co_await ws::connect_websocket(url, options);
+  if (expect_fail) {
+    std::printf("{\"check\":\"refused\",\"ok\":%s}\n", connected ? "false" : "true");
+    co_return connected ? 1 : 0;
+  }
   if (!connected) {
     std::printf("{\"check\":\"connect\",\"ok\":false,\"error\":\"%s\"}\n", connected.error().describe().c_str());
     co_return 1;
@@ -52,11 +64,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: transport_test_client <ws-url> <size>...\n");
     return 2;
   }
+  std::string ca_file, url;
+  bool expect_fail = false;
   std::vector<std::size_t> sizes;
-  for (int i = 2; i < argc; ++i) sizes.push_back(std::stoul(argv[i]));
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--ca" && i + 1 < argc) ca_file = argv[++i];
+    else if (arg == "--expect-fail") expect_fail = true;
+    else if (url.empty()) url = arg;
+    else sizes.push_back(std::stoul(arg));
+  }
   asio::io_context io;
   int status = 1;
-  asio::co_spawn(io, run(argv[1], sizes), [&](std::exception_ptr e, int result) { status = e ? 1 : result; });
+  asio::co_spawn(io, run(url, sizes, ca_file, expect_fail),
+                 [&](std::exception_ptr e, int result) { status = e ? 1 : result; });
   io.run();
   std::fflush(stdout);
   return status;

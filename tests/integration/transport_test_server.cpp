@@ -25,6 +25,7 @@ namespace {
 
 struct Options {
   std::string unix_path;
+  std::string tls_cert, tls_key;
   std::size_t max_connections = 1024;
   std::size_t max_message_bytes = 1 << 20;
   std::size_t max_queued_bytes = 4u * 1024 * 1024;
@@ -106,6 +107,8 @@ int main(int argc, char** argv) {
     else if (flag == "--max-queued-bytes") options.max_queued_bytes = static_cast<std::size_t>(number(argv[i + 1]));
     else if (flag == "--request-timeout-ms") options.request_timeout_ms = number(argv[i + 1]);
     else if (flag == "--idle-timeout-ms") options.idle_timeout_ms = number(argv[i + 1]);
+    else if (flag == "--tls-cert") options.tls_cert = argv[i + 1];
+    else if (flag == "--tls-key") options.tls_key = argv[i + 1];
   }
   asio::io_context io;
   ws::WebSocketConfig ws_config;
@@ -160,10 +163,25 @@ int main(int argc, char** argv) {
     }
     server.serve(std::move(*unix_listener));
   }
+  std::uint16_t tls_port = 0;
+  if (!options.tls_cert.empty()) {
+    auto context = make_server_tls_context({options.tls_cert, options.tls_key});
+    if (!context) {
+      std::cerr << context.error().describe() << "\n";
+      return 1;
+    }
+    auto tls = Listener::listen_tcp(io.get_executor(), "127.0.0.1", 0, *context);
+    if (!tls) {
+      std::cerr << tls.error().describe() << "\n";
+      return 1;
+    }
+    tls_port = tls->port();
+    server.serve(std::move(*tls));
+  }
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code, int) { io.stop(); });
   asio::co_spawn(io, watch_stdin(io), asio::detached);
-  std::printf("{\"port\":%u,\"unix\":\"%s\"}\n", port, options.unix_path.c_str());
+  std::printf("{\"port\":%u,\"tls_port\":%u,\"unix\":\"%s\"}\n", port, tls_port, options.unix_path.c_str());
   std::fflush(stdout);
   io.run();
   server.stop();
