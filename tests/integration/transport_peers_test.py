@@ -398,6 +398,29 @@ async def tls_tests(server, cert, client_binary):
               out.decode()[-300:])
 
 
+def connection_limit_test(binary, workdir):
+    server = Server(binary, workdir, "--max-connections", "2", "--idle-timeout-ms", "800")
+    try:
+        held = [raw_connect(server), raw_connect(server)]  # two idle keep-alive connections fill the server
+        time.sleep(0.2)
+        s = raw_connect(server)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = http_status(read_until_closed(s))
+        s.close()
+        check("over max connections: 503 and close", got == 503, f"got {got}")
+        start = time.monotonic()
+        data = read_until_closed(held[0], timeout=5)
+        elapsed = time.monotonic() - start
+        check("an idle keep-alive connection is closed after the idle timeout", data == b"" and elapsed < 3,
+              f"{elapsed:.2f}s")
+        for h in held:
+            h.close()
+        time.sleep(0.2)
+        check("after the idle ones are gone, the server accepts again", healthy(server))
+    finally:
+        server.stop()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
@@ -417,6 +440,7 @@ def main():
         finally:
             server.stop()
         check("the Unix socket file is removed on exit", not os.path.exists(server.unix))
+        connection_limit_test(args.server, workdir)
         # A second server with a small send queue, for the slow-consumer policy.
         slow = Server(args.server, workdir, "--max-queued-bytes", str(256 * 1024))
         try:
