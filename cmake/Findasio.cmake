@@ -17,7 +17,9 @@ if(asio_FOUND AND NOT TARGET asio::asio)
   add_library(asio::asio INTERFACE IMPORTED)
   set_target_properties(asio::asio PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES "${asio_INCLUDE_DIR}"
-    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED"
+    # Asio 1.22 does not detect C++20 coroutines under clang with libstdc++; we require C++20 anyway, and
+    # Asio defines these only when they are not defined already, so stating them is safe everywhere.
+    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED;ASIO_HAS_CO_AWAIT=1;ASIO_HAS_STD_COROUTINE=1"
     INTERFACE_LINK_LIBRARIES Threads::Threads)
 endif()
 mark_as_advanced(asio_INCLUDE_DIR)

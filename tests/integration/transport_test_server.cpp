@@ -75,11 +75,14 @@ asio::awaitable<void> sse_events(http::Request request, http::ResponseStream& ou
   head.headers.set("Content-Type", "text/event-stream");
   head.headers.set("Cache-Control", "no-cache");
   if (co_await out.start(std::move(head))) co_return;
-  if (co_await out.write(sse::encode_comment("stream start"))) co_return;
+  // Results are named before co_await: g++ 12 can destroy temporaries of a co_await full-expression twice.
+  const std::string hello = sse::encode_comment("stream start");
+  if (co_await out.write(hello)) co_return;
   asio::steady_timer pause(co_await asio::this_coro::executor);
   for (long id = first; id < first + count; ++id) {
     sse::SseEvent event{"tick", "event " + std::to_string(id) + "\nsecond line", std::to_string(id), std::nullopt};
-    if (co_await out.write(*sse::encode_event(event))) co_return;
+    const std::string bytes = *sse::encode_event(event);
+    if (co_await out.write(bytes)) co_return;
     pause.expires_after(std::chrono::milliseconds(5));
     co_await pause.async_wait(use_tuple);
   }

@@ -23,12 +23,16 @@ void HttpClient::close() noexcept {
 
 asio::awaitable<Result<void>> HttpClient::ensure_connected() {
   if (stream_ && stream_->is_open()) co_return Result<void>{};
-  Result<std::unique_ptr<Stream>> connected =
-      endpoint_.unix_path.empty()
-          ? co_await connect_tcp(endpoint_.host, endpoint_.port, endpoint_.tls, config_.connect_timeout)
-          : co_await connect_unix(endpoint_.unix_path, config_.connect_timeout);
-  if (!connected) co_return fail(connected.error());
-  stream_ = std::move(*connected);
+  // Plain if/else, not a conditional expression: g++ 12 miscompiles co_await inside ?: operands.
+  if (endpoint_.unix_path.empty()) {
+    auto connected = co_await connect_tcp(endpoint_.host, endpoint_.port, endpoint_.tls, config_.connect_timeout);
+    if (!connected) co_return fail(connected.error());
+    stream_ = std::move(*connected);
+  } else {
+    auto connected = co_await connect_unix(endpoint_.unix_path, config_.connect_timeout);
+    if (!connected) co_return fail(connected.error());
+    stream_ = std::move(*connected);
+  }
   co_return Result<void>{};
 }
 

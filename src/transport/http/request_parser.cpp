@@ -5,29 +5,22 @@
 // compiles llhttp.c without LLHTTP_STRICT_MODE, and that loose mode accepts what RFC 9112 says to reject:
 // bare-LF line ends, obs-fold, "Name : value", and — a request smuggling vector — any two bytes in place of
 // the CRLF after chunk data. So the head is also checked byte by byte here (HeadScanner), field names are
-// checked as tokens, and llhttp is paused at the end of the head and never resumed for the body: the body
-// framing (Content-Length, chunked, until close) is decoded below, strictly.
+// checked as tokens, and llhttp is paused at the end of the head and never resumed for the body: BodyReader
+// (response_parser.hpp) decodes the body framing strictly.
 #include "transport/http/request_parser.hpp"
 
-#include "transport/http/serializer.hpp"  // is_token, is_valid_field_value: one grammar for both directions
+#include "transport/http/response_parser.hpp"  // BodyReader
+#include "transport/http/serializer.hpp"       // is_token, is_valid_field_value: one grammar for both directions
 
 #include <llhttp.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <limits>
 #include <optional>
 #include <utility>
 
 namespace claudemesh::transport::http::detail {
 namespace {
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string_view trim_ows(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -73,21 +66,28 @@ void split_target(HttpRequest& request) {
 // Line structure of the head, which loose llhttp does not enforce: CRLF line ends only (it takes "\rX" as a line
 // end and bare LF too), no line starting with whitespace after the start line (obs-fold), and a request line of
 // exactly three words. NUL needs no check here: llhttp rejects it everywhere but in a reason phrase, and
-// finish_response_head() checks that.
+// finish_response_head() checks that. The request-target limit is checked here too, by byte position, so the
+// verdict does not depend on how the input was split (llhttp reports partial spans only at the end of a call).
 class HeadScanner {
  public:
-  explicit HeadScanner(bool request) : request_(request) {}
+  struct Problem {
+    int status = 0;
+    const char* message = nullptr;
+    explicit operator bool() const noexcept { return status != 0; }
+  };
 
-  // The first violation in the next bytes of the head, or nullptr.
-  const char* scan(std::string_view bytes) noexcept {
+  HeadScanner(bool request, std::size_t max_target) : request_(request), max_target_(max_target) {}
+
+  // The first violation in the next bytes of the head, if any.
+  Problem scan(std::string_view bytes) noexcept {
     for (const char c : bytes) {
       if (after_cr_) {
-        if (c != '\n') return "CR without LF in the header section";
+        if (c != '\n') return {400, "CR without LF in the header section"};
         after_cr_ = false;
         at_line_start_ = true;
         if (in_start_line_) {
           in_start_line_ = false;
-          if (request_ && start_line_spaces_ != 2) return "malformed request line";
+          if (request_ && start_line_spaces_ != 2) return {400, "malformed request line"};
         }
         continue;
       }
@@ -95,20 +95,28 @@ class HeadScanner {
         after_cr_ = true;
         continue;
       }
-      if (c == '\n') return "LF without CR in the header section";
+      if (c == '\n') return {400, "LF without CR in the header section"};
       if (at_line_start_) {
         at_line_start_ = false;
-        if (started_ && (c == ' ' || c == '\t')) return "obsolete line folding (a header line starts with whitespace)";
+        if (started_ && (c == ' ' || c == '\t')) {
+          return {400, "obsolete line folding (a header line starts with whitespace)"};
+        }
         in_start_line_ = !started_;
         started_ = true;
       }
-      if (in_start_line_ && c == ' ') ++start_line_spaces_;
+      if (in_start_line_ && c == ' ') {
+        ++start_line_spaces_;
+      } else if (request_ && in_start_line_ && start_line_spaces_ == 1 && ++target_bytes_ > max_target_) {
+        return {414, "request-target too long"};
+      }
     }
-    return nullptr;
+    return {};
   }
 
  private:
   bool request_;
+  std::size_t max_target_;
+  std::size_t target_bytes_ = 0;
   bool after_cr_ = false;
   bool at_line_start_ = true;
   bool started_ = false;  // empty lines before the start line are skipped (RFC 9112 §2.2)
@@ -116,15 +124,14 @@ class HeadScanner {
   int start_line_spaces_ = 0;
 };
 
-enum class Framing { none, length, chunked, until_close };
-enum class ChunkStep { size_line, size_lf, data, data_cr, data_lf, trailer };
+using Framing = BodyReader::Framing;
 
 }  // namespace
 
 struct MessageParser::Impl {
   // Everything about the message being parsed; replaced wholesale between messages.
   struct Message {
-    explicit Message(MessageKind kind) : scanner(kind == MessageKind::request) {}
+    Message(MessageKind kind, std::size_t max_target) : scanner(kind == MessageKind::request, max_target) {}
     ParseState state = ParseState::need_more;
     bool in_body = false;
     bool interim = false;  // a 1xx response other than 101: skipped, the final response follows
@@ -140,23 +147,12 @@ struct MessageParser::Impl {
     std::optional<ParseError> callback_error;
     HttpRequest request;
     HttpResponse response;
-    std::uint64_t remaining = 0;  // Content-Length still to read, or the current chunk's data
-    // Chunked framing.
-    ChunkStep step = ChunkStep::size_line;
-    std::uint64_t chunk_size = 0;
-    std::size_t chunk_digits = 0;
-    std::size_t chunk_line_bytes = 0;
-    bool chunk_whitespace = false;
-    bool chunk_extension = false;
-    std::size_t extension_bytes = 0;  // charged against the body limit, so extensions cannot stream forever
-    bool trailer_after_cr = false;
-    std::string trailer_line;
-    std::size_t trailer_bytes = 0;
-    std::size_t trailer_fields = 0;
+    BodyReader body;
     ParseError error;
   };
 
-  Impl(MessageKind kind_in, ParserLimits limits_in) : kind(kind_in), limits(limits_in), m(kind_in) {
+  Impl(MessageKind kind_in, ParserLimits limits_in)
+      : kind(kind_in), limits(limits_in), m(kind_in, limits_in.max_target_bytes) {
     llhttp_settings_init(&settings);
     settings.on_url = on_url;
     settings.on_status = on_status;
@@ -172,7 +168,7 @@ struct MessageParser::Impl {
   Impl& operator=(const Impl&) = delete;
 
   void start_message() {
-    m = Message(kind);
+    m = Message(kind, limits.max_target_bytes);
     m.body_limit = limits.max_body_bytes;
     llhttp_init(&llhttp, kind == MessageKind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
     llhttp.data = this;  // Impl lives on the heap: the pointer survives moves of the owning parser
@@ -198,11 +194,7 @@ struct MessageParser::Impl {
   }
 
   static int on_url(llhttp_t* parser, const char* at, std::size_t length) {
-    auto& s = self(parser);
-    if (s.m.request.target.size() + length > s.limits.max_target_bytes) {
-      return s.callback_fail(414, "request-target longer than " + std::to_string(s.limits.max_target_bytes) + " bytes");
-    }
-    s.m.request.target.append(at, length);
+    self(parser).m.request.target.append(at, length);  // its length is checked by the HeadScanner
     return 0;
   }
   static int on_status(llhttp_t* parser, const char* at, std::size_t length) {
@@ -267,7 +259,6 @@ struct MessageParser::Impl {
     m.framing = !transfer_encoding.empty() ? Framing::chunked
                 : has_length              ? (llhttp.content_length > 0 ? Framing::length : Framing::none)
                                           : Framing::none;
-    m.remaining = llhttp.content_length;
     return request_kind ? finish_request_head(headers, keep_alive) : finish_response_head(headers, keep_alive);
   }
 
@@ -340,8 +331,8 @@ struct MessageParser::Impl {
     }
     m.received += used;
     m.head_bytes += used;
-    if (const char* problem = m.scanner.scan(std::string_view(data.data(), used))) {
-      fail(400, problem);
+    if (const auto problem = m.scanner.scan(std::string_view(data.data(), used))) {
+      fail(problem.status, problem.message);
     } else if (m.callback_error) {
       fail(m.callback_error->status, std::move(m.callback_error->message));
     } else if (result == HPE_PAUSED) {
@@ -374,152 +365,36 @@ struct MessageParser::Impl {
       start_message();
       return;
     }
+    m.body = BodyReader(m.framing, llhttp.content_length, limits);
     m.state = m.framing == Framing::none ? ParseState::message_complete : ParseState::headers_complete;
   }
 
   // The first feed() after headers_complete: refuse a declared length over the limit before reading it.
   void enter_body() {
     m.state = ParseState::need_more;
-    if (m.framing == Framing::length && !streaming && m.remaining > m.body_limit) fail_body_too_large();
+    fail_if_declared_too_long();
   }
 
-  void fail_body_too_large() { fail(413, "body larger than " + std::to_string(m.body_limit) + " bytes"); }
-
-  std::string& body() { return kind == MessageKind::request ? m.request.body : m.response.body; }
-
-  bool append_body(std::string_view bytes) {
-    if (streaming) {
-      streamed.append(bytes);
-      return true;
+  void fail_if_declared_too_long() {
+    if (m.framing == Framing::length && !streaming && m.body.remaining() > m.body_limit) {
+      fail(413, "body larger than " + std::to_string(m.body_limit) + " bytes");
     }
-    if (body().size() + m.extension_bytes + bytes.size() > m.body_limit) {
-      fail_body_too_large();
-      return false;
-    }
-    body().append(bytes);
-    return true;
   }
 
   std::size_t feed_body(std::string_view data) {
-    switch (m.framing) {
-      case Framing::none: m.state = ParseState::message_complete; return 0;
-      case Framing::until_close: append_body(data); return data.size();
-      case Framing::length: {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(m.remaining, data.size()));
-        if (append_body(data.substr(0, n))) m.remaining -= n;
-        if (m.remaining == 0 && m.state == ParseState::need_more) m.state = ParseState::message_complete;
-        return n;
-      }
-      case Framing::chunked: return feed_chunked(data);
-    }
-    return 0;
+    std::string& sink = streaming ? streamed : (kind == MessageKind::request ? m.request.body : m.response.body);
+    const std::size_t limit = streaming ? std::numeric_limits<std::size_t>::max() : m.body_limit;
+    const std::size_t used = m.body.read(data, sink, limit);
+    settle_body();
+    return used;
   }
 
-  // RFC 9112 §7.1, strictly: chunk-size [ BWS ";" ext ] CRLF data CRLF ... last-chunk trailer-section CRLF.
-  std::size_t feed_chunked(std::string_view data) {
-    std::size_t i = 0;
-    while (i < data.size() && m.state == ParseState::need_more) {
-      if (m.step == ChunkStep::data) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(m.remaining, data.size() - i));
-        if (!append_body(data.substr(i, n))) break;
-        i += n;
-        m.remaining -= n;
-        if (m.remaining == 0) m.step = ChunkStep::data_cr;
-        continue;
-      }
-      chunk_byte(data[i++]);
-    }
-    return i;
-  }
-
-  void chunk_byte(char c) {
-    switch (m.step) {
-      case ChunkStep::size_line: return size_line_byte(c);
-      case ChunkStep::size_lf: return c == '\n' ? end_size_line() : fail(400, "chunk-size line not ended by CRLF");
-      case ChunkStep::data_cr:
-        if (c != '\r') return fail(400, "chunk data not followed by CRLF");
-        m.step = ChunkStep::data_lf;
-        return;
-      case ChunkStep::data_lf:
-        if (c != '\n') return fail(400, "chunk data not followed by CRLF");
-        m.step = ChunkStep::size_line;
-        m.chunk_size = m.chunk_digits = m.chunk_line_bytes = 0;
-        m.chunk_whitespace = m.chunk_extension = false;
-        return;
-      case ChunkStep::trailer: return trailer_byte(c);
-      case ChunkStep::data: return;  // handled in feed_chunked
-    }
-  }
-
-  void size_line_byte(char c) {
-    if (++m.chunk_line_bytes > limits.max_chunk_line_bytes) return fail(400, "chunk-size line too long");
-    const int digit = hex_value(c);
-    if (digit >= 0 && !m.chunk_whitespace && !m.chunk_extension) {
-      if (m.chunk_size > (std::numeric_limits<std::uint64_t>::max() >> 4)) return fail(400, "chunk size overflows");
-      m.chunk_size = m.chunk_size * 16 + static_cast<std::uint64_t>(digit);
-      ++m.chunk_digits;
-      return;
-    }
-    if (m.chunk_digits == 0) return fail(400, "invalid chunk size");
-    if (c == '\r') {
-      if (m.chunk_whitespace && !m.chunk_extension) return fail(400, "whitespace after the chunk size");
-      m.step = ChunkStep::size_lf;
-    } else if (m.chunk_extension) {
-      if (!is_valid_field_value(std::string_view(&c, 1))) return fail(400, "control character in a chunk extension");
-      ++m.extension_bytes;  // extensions are ignored (RFC 9112 §7.1.1), but they are not free
-      if (!streaming && body().size() + m.extension_bytes > m.body_limit) fail_body_too_large();
-    } else if (c == ' ' || c == '\t') {
-      m.chunk_whitespace = true;
-    } else if (c == ';') {
-      m.chunk_extension = true;
-    } else {
-      fail(400, "invalid chunk size");
-    }
-  }
-
-  void end_size_line() {
-    if (m.chunk_size == 0) {
-      m.step = ChunkStep::trailer;
-      return;
-    }
-    if (!streaming && body().size() + m.extension_bytes + m.chunk_size > m.body_limit) return fail_body_too_large();
-    m.remaining = m.chunk_size;
-    m.step = ChunkStep::data;
-  }
-
-  // The trailer section: field lines checked like header lines and bounded like the head, then discarded
-  // (RFC 9110 §6.5.1 lets a recipient drop them; merging them into the headers would let a body rewrite them).
-  void trailer_byte(char c) {
-    if (++m.trailer_bytes > limits.max_header_bytes) {
-      return fail(431, "trailer section larger than " + std::to_string(limits.max_header_bytes) + " bytes");
-    }
-    if (m.trailer_after_cr) {
-      if (c != '\n') return fail(400, "CR without LF in the trailer section");
-      m.trailer_after_cr = false;
-      return end_trailer_line();
-    }
-    if (c == '\r') {
-      m.trailer_after_cr = true;
-      return;
-    }
-    m.trailer_line.push_back(c);  // a stray LF, NUL or leading whitespace fails the field check below
-  }
-
-  void end_trailer_line() {
-    const std::string_view line = m.trailer_line;
-    if (line.empty()) {
+  void settle_body() {
+    if (const auto& problem = m.body.error()) {
+      fail(problem->status, problem->message);
+    } else if (m.body.done()) {
       m.state = ParseState::message_complete;
-      return;
     }
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
-        !is_valid_field_value(line.substr(colon + 1))) {
-      return fail(400, "invalid trailer field");
-    }
-    if (++m.trailer_fields > limits.max_headers) {
-      return fail(431, "more than " + std::to_string(limits.max_headers) + " trailer fields");
-    }
-    m.trailer_line.clear();
   }
 
   // The peer closed the connection.
@@ -529,11 +404,8 @@ struct MessageParser::Impl {
       return fail(400, m.received == 0 ? "connection closed before a message arrived"
                                        : "connection closed in the middle of the header section");
     }
-    if (m.framing == Framing::until_close || m.framing == Framing::none) {
-      m.state = ParseState::message_complete;
-      return;
-    }
-    fail(400, "connection closed before the body was complete");
+    m.body.close();
+    settle_body();
   }
 
   MessageKind kind;
@@ -561,12 +433,8 @@ HttpRequest MessageParser::take_request() { return std::exchange(impl_->m.reques
 HttpResponse MessageParser::take_response() { return std::exchange(impl_->m.response, HttpResponse{}); }
 
 void MessageParser::set_body_limit(std::size_t bytes) noexcept {
-  auto& m = impl_->m;
-  m.body_limit = bytes;
-  if (m.state == ParseState::headers_complete && m.framing == Framing::length && !impl_->streaming &&
-      m.remaining > bytes) {
-    impl_->fail_body_too_large();
-  }
+  impl_->m.body_limit = bytes;
+  if (impl_->m.state == ParseState::headers_complete) impl_->fail_if_declared_too_long();
 }
 
 void MessageParser::set_skip_body(bool skip) noexcept { impl_->skip_body = skip; }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Incremental parsing of HTTP/1.1 responses for the client side, on the engine of request_parser.hpp (same
-// limits, same feed/state protocol, same strict body framing).
+// limits, same feed/state protocol), and the body framing decoder both parsers share (responses use every kind).
 //
 // Thread safety: distinct objects: safe. Shared objects: unsafe.
 #pragma once
@@ -8,11 +8,69 @@
 #include "transport/http/request_parser.hpp"
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 namespace claudemesh::transport::http {
+namespace detail {
+
+/// The body of one message after its head, decoded strictly (RFC 9112 §6.3, §7.1): a Content-Length, chunked
+/// (extensions ignored but charged against the limit; trailer fields checked, bounded like the head, then
+/// dropped, since merging them would let a body rewrite its headers), or everything until the connection
+/// closes. Both parsers use it: llhttp's loose mode is never trusted with a body (it accepts any two bytes
+/// in place of the CRLF that ends chunk data).
+class BodyReader {
+ public:
+  enum class Framing { none, length, chunked, until_close };
+
+  BodyReader() = default;
+  BodyReader(Framing framing, std::uint64_t length, const ParserLimits& limits) noexcept;
+
+  /// Decodes body bytes from `data` into `out` and returns how many bytes of `data` it used. Decoded bytes and
+  /// chunk extensions together may not exceed `limit` (413). Stops at the end of the body or at an error.
+  std::size_t read(std::string_view data, std::string& out, std::size_t limit);
+  /// The connection closed: completes a body that runs until the close, fails any other unfinished body.
+  void close();
+
+  [[nodiscard]] Framing framing() const noexcept { return framing_; }
+  /// Bytes a Content-Length body still expects.
+  [[nodiscard]] std::uint64_t remaining() const noexcept { return remaining_; }
+  [[nodiscard]] bool done() const noexcept { return done_; }
+  [[nodiscard]] const std::optional<ParseError>& error() const noexcept { return error_; }
+
+ private:
+  enum class Step { size_line, size_lf, data, data_cr, data_lf, trailer };
+
+  bool charge(std::uint64_t bytes, std::size_t limit);
+  void fail(int status, std::string message);
+  void framing_byte(char c, std::size_t limit);
+  void size_line_byte(char c, std::size_t limit);
+  void end_size_line(std::size_t limit);
+  void trailer_byte(char c);
+  void end_trailer_line();
+
+  Framing framing_ = Framing::none;
+  ParserLimits limits_;
+  bool done_ = true;
+  std::optional<ParseError> error_;
+  std::uint64_t remaining_ = 0;  // of the Content-Length, or of the current chunk
+  std::uint64_t charged_ = 0;    // decoded bytes + chunk extension bytes
+  Step step_ = Step::size_line;
+  std::uint64_t chunk_size_ = 0;
+  std::size_t chunk_digits_ = 0;
+  std::size_t chunk_line_bytes_ = 0;
+  bool chunk_whitespace_ = false;
+  bool chunk_extension_ = false;
+  bool trailer_after_cr_ = false;
+  std::string trailer_line_;
+  std::size_t trailer_bytes_ = 0;
+  std::size_t trailer_fields_ = 0;
+};
+
+}  // namespace detail
 
 /// Parses the response to one request (call reset() before the next one on the same connection).
 ///

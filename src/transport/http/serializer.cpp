@@ -64,7 +64,8 @@ void append_head(std::string& out, const HttpResponse& response) {
   out += "HTTP/1.1 ";
   out += std::to_string(status);
   out += ' ';
-  const bool own_reason = !response.reason.empty() && status == response.status && is_valid_field_value(response.reason);
+  const bool own_reason =
+      !response.reason.empty() && status == response.status && is_valid_field_value(response.reason);
   out += own_reason ? std::string_view(response.reason) : reason_phrase(status);
   out += "\r\n";
   append_fields(out, response.headers);

@@ -17,7 +17,6 @@ std::span<const std::uint8_t> bytes_of(std::string_view s) {
 
 WebSocket::WebSocket(std::unique_ptr<Stream> stream, Role role, WebSocketConfig config, std::string leftover)
     : stream_(std::move(stream)),
-      role_(role),
       config_(std::move(config)),
       decoder_(role, config_.limits),
       encoder_(role),

@@ -93,7 +93,6 @@ class WebSocket : public std::enable_shared_from_this<WebSocket> {
   void finish(std::uint16_t code, std::string reason, bool by_peer);
 
   std::unique_ptr<Stream> stream_;
-  Role role_;
   WebSocketConfig config_;
   FrameDecoder decoder_;
   FrameEncoder encoder_;

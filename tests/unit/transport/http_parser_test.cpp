@@ -301,6 +301,7 @@ TEST_SUITE("http parser") {
     CHECK(many.status == 431);
     CHECK(parse_request(wire("GET /123456789 HTTP/1.1|Host: a||"), limits).state == State::message_complete);
     CHECK(parse_request(wire("GET /1234567890 HTTP/1.1|Host: a||"), limits).status == 414);
+    CHECK(parse_request(wire("GET /1234567890\x01 HTTP/1.1|Host: a||"), limits).status == 414);  // by position
   }
 
   TEST_CASE("trailer sections are bounded like the head") {
@@ -322,6 +323,8 @@ TEST_SUITE("http parser") {
     CHECK(parse_request(wire(chunked + "1;" + std::string(10, 'e') + "|x|0||"), limits).status == 413);  // extensions count
     CHECK(parse_request(wire(chunked + "0;" + std::string(11, 'e') + "||"), limits).status == 413);
     CHECK(parse_request(wire(chunked + "1;" + std::string(70, 'e') + "|x|0||"), {.max_chunk_line_bytes = 64}).status == 400);
+    CHECK(parse_request(wire(chunked + "1;ab|x|1;ab|x|1;ab|x|0||"), {.max_chunk_line_bytes = 8}).state ==
+          State::message_complete);  // the chunk-size line limit is per line
 
     SUBCASE("413 comes before any body byte is consumed") {
       RequestParser parser(limits);
@@ -329,7 +332,7 @@ TEST_SUITE("http parser") {
       const std::string input = head + "0123456789a";
       CHECK(parser.feed(input) == head.size());
       CHECK(parser.state() == State::headers_complete);
-      CHECK(parser.feed(std::string_view(input).substr(head.size())) == 0);
+      CHECK(parser.feed(std::string_view(input).substr(head.size(), 5)) == 0);
       CHECK(parser.state() == State::error);
       CHECK(parser.error().status == 413);
     }

@@ -58,6 +58,8 @@ TEST_CASE("responses are written byte for byte as RFC 9112 says") {
   closing_already.keep_alive = false;
   auto own_reason = response(200, {}, "");
   own_reason.reason = "Fine";
+  auto odd_status = response(2000);
+  odd_status.reason = "Custom";  // belongs to a status we do not send
   auto bad_reason = response(404);
   bad_reason.reason = "Gone\r\nX-Injected: 1";
   const std::vector<Case> cases{
@@ -71,6 +73,7 @@ TEST_CASE("responses are written byte for byte as RFC 9112 says") {
       {"unknown status", response(299), "HTTP/1.1 299 Unknown\r\nContent-Length: 0\r\n\r\n"},
       {"status out of range", response(2000), "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"},
       {"status below 100", response(99), "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"},
+      {"reason of a replaced status", odd_status, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"},
       {"wrong Content-Length corrected", response(200, {{"Content-Length", "99"}, {"X", "1"}}, "abc"),
        "HTTP/1.1 200 OK\r\nX: 1\r\nContent-Length: 3\r\n\r\nabc"},
       {"Transfer-Encoding dropped", response(200, {{"Transfer-Encoding", "chunked"}}, "abc"),
@@ -78,6 +81,8 @@ TEST_CASE("responses are written byte for byte as RFC 9112 says") {
       {"HEAD response keeps a declared length", response(200, {{"Content-Length", "42"}}),
        "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n"},
       {"non-numeric declared length ignored", response(200, {{"Content-Length", "4x"}}),
+       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+      {"overflowing declared length ignored", response(200, {{"Content-Length", "99999999999999999999"}}),
        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
       {"204 has no body and no framing", response(204, {{"Content-Length", "3"}}, "abc"), "HTTP/1.1 204 No Content\r\n\r\n"},
       {"304 keeps a declared length, no body", response(304, {{"Content-Length", "3"}}, "abc"),
@@ -181,6 +186,11 @@ TEST_CASE("requests are written byte for byte as RFC 9112 says") {
   http10.version_minor = 0;
   auto http10_close = http10;
   http10_close.keep_alive = false;
+  auto http10_said = request("GET", "/", {{"Connection", "Keep-Alive"}});
+  http10_said.version_minor = 0;
+  auto http20 = request("GET", "/", {});
+  http20.version_major = 2;
+  http20.version_minor = 0;
   const std::vector<Case> cases{
       {"GET", request("GET", "/v1/inbox?limit=10", {{"Host", "a"}}), "GET /v1/inbox?limit=10 HTTP/1.1\r\nHost: a\r\n\r\n"},
       {"target from path and query", from_path, "GET /v1/inbox?limit=10 HTTP/1.1\r\nHost: a\r\n\r\n"},
@@ -197,6 +207,8 @@ TEST_CASE("requests are written byte for byte as RFC 9112 says") {
       {"not keep-alive", closing, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"},
       {"HTTP/1.0 keep-alive", http10, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
       {"HTTP/1.0 close", http10_close, "GET / HTTP/1.0\r\n\r\n"},
+      {"HTTP/1.0 keep-alive not repeated", http10_said, "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"},
+      {"other versions are written as HTTP/1.1", http20, "GET / HTTP/1.1\r\n\r\n"},
       {"CRLF and space in the target", request("GET", "/a b\r\nX: 1", {}), "GET /a%20b%0D%0AX:%201 HTTP/1.1\r\n\r\n"},
       {"non-ASCII target", request("GET", "/caf\xc3\xa9", {}), "GET /caf%C3%A9 HTTP/1.1\r\n\r\n"},
       {"method with CRLF", request("GET / HTTP/1.1\r\nX:", "/", {}), "GET%20%2F%20HTTP%2F1.1%0D%0AX%3A / HTTP/1.1\r\n\r\n"},
