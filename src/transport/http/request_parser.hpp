@@ -41,11 +41,16 @@ struct ParseError {
 
 /// Size limits. Designated initializers: `RequestParser parser({.max_body_bytes = 64 * 1024});`.
 struct ParserLimits {
-  std::size_t max_header_bytes = 16 * 1024;  ///< the head: request/status line + header lines + final CRLF -> 431
-  std::size_t max_headers = 100;             ///< header fields (and, separately, trailer fields) -> 431
-  std::size_t max_body_bytes = 1 << 20;      ///< default body limit -> 413 (RequestParser::set_body_limit overrides)
-  std::size_t max_target_bytes = 8 * 1024;   ///< request-target -> 414
-  std::size_t max_chunk_line_bytes = 4 * 1024;  ///< one chunk-size line including its extensions -> 400
+  /// The head: request/status line + header lines + the empty line -> 431.
+  std::size_t max_header_bytes = std::size_t{16} * 1024;
+  /// Header fields (and, counted separately, trailer fields) -> 431.
+  std::size_t max_headers = 100;
+  /// Default body limit -> 413 (RequestParser::set_body_limit overrides it per request).
+  std::size_t max_body_bytes = std::size_t{1} << 20;
+  /// Request-target -> 414.
+  std::size_t max_target_bytes = std::size_t{8} * 1024;
+  /// One chunk-size line including its extensions -> 400 (extension bytes also count against the body limit).
+  std::size_t max_chunk_line_bytes = std::size_t{4} * 1024;
 };
 
 namespace detail {
