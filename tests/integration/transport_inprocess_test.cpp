@@ -13,8 +13,14 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 using namespace claudemesh;
 using namespace claudemesh::transport;
@@ -196,4 +202,65 @@ TEST_CASE("the WebSocket heartbeat drops a peer that stops answering") {
   }());
   if (silent_server_side) silent_server_side->terminate();
   server.stop();
+}
+
+// Regression test (an intermittent failure of the peers test): refusing a message while the peer is still
+// sending it must not reset the connection.
+TEST_CASE("a WebSocket that refuses a message the peer is still sending closes without a reset") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  asio::io_context io;
+  ws::WebSocketConfig config;  // max_message_bytes = 1 MiB
+  config.scratch = std::make_shared<ws::ScratchBuffer>();
+  config.close_timeout = std::chrono::seconds(3);
+  auto server_side = std::make_shared<ws::WebSocket>(
+      std::make_unique<Stream>(UnixSocket::socket(io, UnixSocket(), fds[0])), ws::Role::server, config);
+  server_side->start();
+
+  // The peer, a plain blocking socket: one frame declaring 1 MiB + 1 (refused from its header alone), then
+  // all of its payload, then read until the end.
+  const std::size_t size = (1u << 20) + 1;
+  int write_errno = 0, read_errno = 0;
+  std::string received;
+  std::thread peer([&] {
+    const std::array<std::uint8_t, 4> key{1, 2, 3, 4};
+    const ws::FrameHeader header = ws::encode_header(ws::Opcode::binary, size, true, key);
+    std::string wire(reinterpret_cast<const char*>(header.bytes.data()), header.size);
+    wire.append(size, 'x');
+    for (std::size_t at = 0; at < wire.size();) {
+      const ssize_t n = ::send(fds[1], wire.data() + at, wire.size() - at, MSG_NOSIGNAL);
+      if (n < 0) {
+        write_errno = errno;
+        break;
+      }
+      at += static_cast<std::size_t>(n);
+    }
+    std::array<char, 4096> buffer{};
+    while (true) {
+      const ssize_t n = ::recv(fds[1], buffer.data(), buffer.size(), 0);
+      if (n < 0) read_errno = errno;
+      if (n <= 0) break;
+      received.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+    ::close(fds[1]);  // like a real client: close once the server has closed
+  });
+
+  bool finished = false;
+  Result<ws::Message> result = fail(Errc::io_error, "not run");
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    result = co_await server_side->read();
+    finished = true;
+    io.stop();
+  }, [](std::exception_ptr) {});
+  io.run_for(std::chrono::seconds(10));
+  peer.join();
+
+  REQUIRE(finished);
+  CHECK_FALSE(result);
+  CHECK(server_side->close_info().code == ws::close_code::message_too_big);
+  CHECK(write_errno == 0);  // before the fix: EPIPE, the server closed with the payload unread
+  CHECK(read_errno == 0);   // ... and the peer may see ECONNRESET instead of our close frame
+  REQUIRE(received.size() >= 4);
+  CHECK(static_cast<std::uint8_t>(received[0]) == 0x88);  // our close frame, code 1009
+  CHECK((static_cast<std::uint8_t>(received[2]) << 8 | static_cast<std::uint8_t>(received[3])) == 1009);
 }

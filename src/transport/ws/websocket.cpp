@@ -152,6 +152,7 @@ void WebSocket::on_close_frame(const CloseFrame& frame) {
     enqueue(encoder_.close(echo, {}));
     state_ = State::closing;
     close_after_flush_ = true;
+    heartbeat_.cancel();  // re-evaluate with the close timeout, which bounds the lingering close
     return;
   }
   // Our close frame was answered.
@@ -169,6 +170,7 @@ void WebSocket::on_violation(const ProtocolViolation& violation) {
   }
   state_ = State::closing;
   close_after_flush_ = true;
+  heartbeat_.cancel();  // re-evaluate with the close timeout, which bounds the lingering close
 }
 
 void WebSocket::finish(std::uint16_t code, std::string reason, bool by_peer) {
@@ -187,7 +189,16 @@ asio::awaitable<void> WebSocket::write_loop() {
   while (state_ != State::closed) {
     if (queue_.empty()) {
       if (close_after_flush_ && state_ == State::closing) {
-        finish(close_info_.code, close_info_.reason, close_info_.by_peer);
+        // Our close frame is out. Closing the socket now, while the peer may still be sending (the rest
+        // of the message we just refused with 1009, say), makes the kernel answer its bytes with RST: its
+        // pending send fails and it can lose our close frame. So shut down our sending side only (the peer
+        // reads EOF right after the close frame) and let read() drain and discard until the peer closes
+        // too; the heartbeat bounds that with close_timeout. TLS keeps the immediate close.
+        if (stream_->is_tls()) {
+          finish(close_info_.code, close_info_.reason, close_info_.by_peer);
+        } else {
+          stream_->shutdown_send();
+        }
         break;
       }
       wake_writer_.expires_at(Clock::time_point::max());

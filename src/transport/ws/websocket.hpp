@@ -33,7 +33,9 @@ struct WebSocketConfig {
   std::uint16_t slow_consumer_close_code = close_code::try_again_later;  ///< 1013 (or 1008)
   std::chrono::milliseconds ping_interval{30'000};     ///< 0 disables the heartbeat
   std::chrono::milliseconds stale_after{75'000};       ///< no bytes from the peer for this long -> drop
-  std::chrono::milliseconds close_timeout{5'000};      ///< wait for the peer's close reply
+  std::chrono::milliseconds close_timeout{5'000};      ///< wait for the peer's close reply, or (after we
+                                                       ///< failed the connection or echoed its close) for
+                                                       ///< it to close while we drain its input
   std::shared_ptr<ScratchBuffer> scratch;              ///< shared read buffer (plain streams); null: own one
 };
 
