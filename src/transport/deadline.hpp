@@ -19,7 +19,7 @@ namespace claudemesh::transport {
 
 class Deadline {
  public:
-  explicit Deadline(asio::any_io_executor executor) : state_(std::make_shared<State>(std::move(executor))) {}
+  explicit Deadline(const asio::any_io_executor& executor) : state_(std::make_shared<State>(executor)) {}
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
   ~Deadline() { stop(); }
@@ -29,9 +29,12 @@ class Deadline {
   /// Never expire (until re-armed).
   void disarm() { state_->timer.expires_at(std::chrono::steady_clock::time_point::max()); }
   /// Stop the watchdog for good; `on_expiry` will not be called after this.
-  void stop() {
+  void stop() noexcept {
     state_->stopped = true;
-    state_->timer.cancel();
+    try {
+      state_->timer.cancel();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): cancel() throws only on OS failure; the stopped flag suffices
+    }
   }
   [[nodiscard]] bool expired() const noexcept { return state_->expired; }
 
@@ -40,7 +43,7 @@ class Deadline {
 
  private:
   struct State {
-    explicit State(asio::any_io_executor executor) : timer(std::move(executor)) {
+    explicit State(const asio::any_io_executor& executor) : timer(executor) {
       timer.expires_at(std::chrono::steady_clock::time_point::max());
     }
     asio::steady_timer timer;

@@ -122,8 +122,21 @@ asio::awaitable<std::error_code> Stream::handshake(asio::ssl::stream_base::hands
   co_return ec;
 }
 
+// close() and shutdown_send() are noexcept, so they dispatch with get_if rather than std::visit (which may
+// throw bad_variant_access).
+template <class F>
+void for_each_socket(std::variant<Tcp::socket, std::unique_ptr<TlsStream>, UnixSocket::socket>& socket, F f) noexcept {
+  if (auto* tcp = std::get_if<Tcp::socket>(&socket)) {
+    f(*tcp);
+  } else if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&socket); tls && *tls) {
+    f((*tls)->lowest_layer());
+  } else if (auto* local = std::get_if<UnixSocket::socket>(&socket)) {
+    f(*local);
+  }
+}
+
 void Stream::close() noexcept {
-  visit_lowest(socket_, [](auto& s) {
+  for_each_socket(socket_, [](auto& s) noexcept {
     std::error_code ignored;
     s.shutdown(asio::socket_base::shutdown_both, ignored);
     s.close(ignored);
@@ -131,7 +144,7 @@ void Stream::close() noexcept {
 }
 
 void Stream::shutdown_send() noexcept {
-  visit_lowest(socket_, [](auto& s) {
+  for_each_socket(socket_, [](auto& s) noexcept {
     std::error_code ignored;
     s.shutdown(asio::socket_base::shutdown_send, ignored);
   });
@@ -150,7 +163,7 @@ asio::awaitable<void> Stream::graceful_close() {
   close();
 }
 
-bool Stream::is_open() const noexcept {
+bool Stream::is_open() const {
   return std::visit(
       [](const auto& s) {
         using T = std::decay_t<decltype(s)>;
@@ -208,7 +221,7 @@ Result<std::shared_ptr<asio::ssl::context>> make_client_tls_context(const TlsCli
 
 // ---- Listener ----
 
-Result<Listener> Listener::listen_tcp(asio::any_io_executor executor, const std::string& host, std::uint16_t port,
+Result<Listener> Listener::listen_tcp(const asio::any_io_executor& executor, const std::string& host, std::uint16_t port,
                                       std::shared_ptr<asio::ssl::context> tls) {
   std::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
@@ -225,7 +238,7 @@ Result<Listener> Listener::listen_tcp(asio::any_io_executor executor, const std:
   return listener;
 }
 
-Result<Listener> Listener::listen_unix(asio::any_io_executor executor, const std::filesystem::path& path) {
+Result<Listener> Listener::listen_unix(const asio::any_io_executor& executor, const std::filesystem::path& path) {
   if (path.native().size() >= sizeof(sockaddr_un::sun_path)) {
     return fail(Errc::invalid_value, "unix socket path is too long: " + path.string());
   }

@@ -64,7 +64,7 @@ class Stream {
   /// Shut down the sending side (TLS: close_notify first, bounded by the caller's timeout), then close.
   asio::awaitable<void> graceful_close();
 
-  [[nodiscard]] bool is_open() const noexcept;
+  [[nodiscard]] bool is_open() const;
   [[nodiscard]] bool is_tls() const noexcept { return std::holds_alternative<std::unique_ptr<TlsStream>>(socket_); }
   [[nodiscard]] bool is_unix() const noexcept { return std::holds_alternative<UnixSocket::socket>(socket_); }
   /// "127.0.0.1:4321", "[::1]:4321" or "unix" — for logs.
@@ -91,11 +91,11 @@ Result<std::shared_ptr<asio::ssl::context>> make_client_tls_context(const TlsCli
 class Listener {
  public:
   /// Listen on host:port (port 0 picks a free port; see `port()`).
-  static Result<Listener> listen_tcp(asio::any_io_executor executor, const std::string& host, std::uint16_t port,
+  static Result<Listener> listen_tcp(const asio::any_io_executor& executor, const std::string& host, std::uint16_t port,
                                      std::shared_ptr<asio::ssl::context> tls = nullptr);
   /// Listen on a Unix socket with mode 0600. A stale socket file (nothing accepts on it) is replaced; a
   /// live one is never stolen (`Errc::io_error`, "already in use").
-  static Result<Listener> listen_unix(asio::any_io_executor executor, const std::filesystem::path& path);
+  static Result<Listener> listen_unix(const asio::any_io_executor& executor, const std::filesystem::path& path);
 
   Listener(Listener&&) noexcept = default;
   Listener& operator=(Listener&&) noexcept = default;

@@ -53,7 +53,7 @@ Result<Url> parse_url(std::string_view text) {
   }
   if (url.host.empty()) return fail(Errc::invalid_value, "URL has no host");
   url.port = default_port(url.scheme);
-  if (!port_text.empty() || (authority.size() && authority.back() == ':')) {
+  if (!port_text.empty() || (!authority.empty() && authority.back() == ':')) {
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
     if (ec != std::errc{} || end != port_text.data() + port_text.size() || value == 0 || value > 65535) {

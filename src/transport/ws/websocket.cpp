@@ -94,7 +94,7 @@ asio::awaitable<std::error_code> WebSocket::fill() {
     }
   }
   // TLS (records are buffered inside OpenSSL) or no shared buffer: read into our own.
-  if (own_buffer_.empty()) own_buffer_.resize(16 * 1024);
+  if (own_buffer_.empty()) own_buffer_.resize(std::size_t{16} * 1024);
   auto [ec, n] = co_await stream_->read_some(asio::buffer(own_buffer_));
   if (ec) co_return ec;
   on_bytes({reinterpret_cast<const std::uint8_t*>(own_buffer_.data()), n});

@@ -24,12 +24,12 @@ namespace claudemesh::transport::ws {
 /// A read buffer several idle connections can share: a connection waits for readability without a
 /// buffer, then reads into this one and hands the bytes to its decoder before it next suspends.
 struct ScratchBuffer {
-  std::vector<char> bytes = std::vector<char>(64 * 1024);
+  std::vector<char> bytes = std::vector<char>(std::size_t{64} * 1024);
 };
 
 struct WebSocketConfig {
   DecoderLimits limits{};                              ///< largest message (default 1 MiB) -> 1009
-  std::size_t max_queued_bytes = 4u * 1024 * 1024;     ///< unsent bytes before the peer counts as slow
+  std::size_t max_queued_bytes = std::size_t{4} * 1024 * 1024;     ///< unsent bytes before the peer counts as slow
   std::uint16_t slow_consumer_close_code = close_code::try_again_later;  ///< 1013 (or 1008)
   std::chrono::milliseconds ping_interval{30'000};     ///< 0 disables the heartbeat
   std::chrono::milliseconds stale_after{75'000};       ///< no bytes from the peer for this long -> drop
