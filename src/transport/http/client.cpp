@@ -65,11 +65,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::exchange(HttpRequest request,
   Deadline deadline(executor_);
   deadline.arm(config_.request_timeout);
   Stream* stream = stream_.get();
+  // ~Deadline stops the watchdog on every exit path.
   asio::co_spawn(executor_, deadline.watch([stream] { stream->close(); }), asio::detached);
-  struct StopOnExit {
-    Deadline& d;
-    ~StopOnExit() { d.stop(); }
-  } stop_on_exit{deadline};
 
   const std::string bytes = serialize(request);
   if (auto ec = co_await stream_->write(asio::buffer(bytes)); ec) {

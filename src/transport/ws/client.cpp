@@ -38,11 +38,8 @@ asio::awaitable<Result<std::shared_ptr<WebSocket>>> connect_websocket(std::strin
   Deadline deadline(executor);
   deadline.arm(options.connect_timeout - (std::chrono::steady_clock::now() - started));
   Stream* raw = stream.get();
+  // ~Deadline stops the watchdog on every exit path.
   asio::co_spawn(executor, deadline.watch([raw] { raw->close(); }), asio::detached);
-  struct StopOnExit {
-    Deadline& d;
-    ~StopOnExit() { d.stop(); }
-  } stop_on_exit{deadline};
 
   const std::string key = make_client_key();
   http::HttpRequest request = make_upgrade_request(url->host_header(), url->target, key);
