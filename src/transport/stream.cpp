@@ -313,13 +313,21 @@ asio::awaitable<Result<Tcp::socket>> resolve_and_connect(std::string host, std::
   Tcp::resolver resolver(executor);
   auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
   if (resolve_ec) co_return fail(io_error("resolve " + host, resolve_ec));
-  Tcp::socket socket(executor);
-  auto [connect_ec, endpoint] = co_await asio::async_connect(socket, endpoints, use_tuple);
-  (void)endpoint;
-  if (connect_ec) co_return fail(io_error("connect " + host + ":" + std::to_string(port), connect_ec));
-  std::error_code ignored;
-  socket.set_option(Tcp::no_delay(true), ignored);
-  co_return std::move(socket);
+  // Each endpoint in turn, opening the socket ourselves: asio's range connect reports a failed open
+  // (EMFILE when descriptors run out) as "operation aborted", which hides the cause.
+  std::error_code last_ec = asio::error::host_not_found;
+  for (const auto& entry : endpoints) {
+    Tcp::socket socket(executor);
+    socket.open(entry.endpoint().protocol(), last_ec);
+    if (last_ec) continue;
+    auto [connect_ec] = co_await socket.async_connect(entry.endpoint(), use_tuple);
+    last_ec = connect_ec;
+    if (connect_ec) continue;
+    std::error_code ignored;
+    socket.set_option(Tcp::no_delay(true), ignored);
+    co_return std::move(socket);
+  }
+  co_return fail(io_error("connect " + host + ":" + std::to_string(port), last_ec));
 }
 
 asio::awaitable<Result<std::unique_ptr<Stream>>> connect_tcp_untimed(std::string host, std::uint16_t port,

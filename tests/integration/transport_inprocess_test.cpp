@@ -10,9 +10,12 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,4 +266,70 @@ TEST_CASE("a WebSocket that refuses a message the peer is still sending closes w
   REQUIRE(received.size() >= 4);
   CHECK(static_cast<std::uint8_t>(received[0]) == 0x88);  // our close frame, code 1009
   CHECK((static_cast<std::uint8_t>(received[2]) << 8 | static_cast<std::uint8_t>(received[3])) == 1009);
+}
+
+// Descriptor exhaustion: a connect says so (not "operation aborted"), and the accept loop neither spins nor
+// stops — it pauses, and serves the waiting client once descriptors are free again.
+TEST_CASE("running out of file descriptors: connect names the cause, accept backs off and recovers") {
+  asio::io_context io;
+  http::Router router;
+  router.add("GET", "/health", [](http::Request&) -> asio::awaitable<http::HttpResponse> {
+    http::HttpResponse response;
+    response.body = "ok";
+    co_return response;
+  });
+  http::Server server(io.get_executor(), std::move(router));
+  auto listener = Listener::listen_tcp(io.get_executor(), "127.0.0.1", 0);
+  REQUIRE(listener);
+  const std::uint16_t port = listener->port();
+  server.serve(std::move(*listener));
+
+  // A client socket opened before the descriptors run out; its connection waits in the backlog.
+  asio::ip::tcp::socket waiting(io);
+  waiting.open(asio::ip::tcp::v4());
+
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  std::vector<int> hogs;
+  auto exhaust = [&] {
+    rlimit low = saved;
+    low.rlim_cur = 256;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) hogs.push_back(fd);
+    REQUIRE(errno == EMFILE);
+  };
+  auto release = [&] {
+    for (int fd : hogs) ::close(fd);
+    hogs.clear();
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  };
+
+  run_bounded(io, [&]() -> asio::awaitable<void> {
+    exhaust();
+    auto refused = co_await connect_tcp("127.0.0.1", port, nullptr, std::chrono::milliseconds(2000));
+    const bool connect_failed = !refused;
+    const std::string message = connect_failed ? refused.error().describe() : std::string();
+    auto [connect_ec] = co_await waiting.async_connect({asio::ip::make_address("127.0.0.1"), port}, use_tuple);
+    asio::steady_timer pause(io, std::chrono::milliseconds(300));
+    co_await pause.async_wait(use_tuple);
+    const auto errors = server.stats().accept_errors;
+    release();
+    CHECK(connect_failed);
+    CHECK(message.find("Too many open files") != std::string::npos);
+    CHECK(!connect_ec);
+    CHECK(errors >= 1);
+    CHECK(errors <= 12);  // 300 ms at one retry per 50 ms, not a spin
+    static constexpr std::string_view request = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    co_await asio::async_write(waiting, asio::buffer(request), use_tuple);
+    std::string response;
+    std::array<char, 512> buffer{};
+    for (;;) {
+      auto [read_ec, n] = co_await waiting.async_read_some(asio::buffer(buffer), use_tuple);
+      response.append(buffer.data(), n);
+      if (read_ec) break;
+    }
+    CHECK(response.starts_with("HTTP/1.1 200"));
+  }());
+  release();
+  server.stop();
 }

@@ -7,6 +7,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <array>
 
@@ -246,8 +247,13 @@ asio::awaitable<void> Server::accept_loop(Listener* listener) {
     if (!*alive || stopped_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
+      // EMFILE and friends: keep serving the connections we have, and give them time to close some
+      // descriptors instead of spinning on a listener that stays readable.
+      ++stats_.accept_errors;
       log("accept failed: " + ec.message());
-      continue;  // EMFILE and friends: keep serving the connections we have
+      asio::steady_timer pause(executor_, accept_error_pause);
+      co_await pause.async_wait(use_tuple);
+      continue;
     }
     if (stats_.open_connections >= config_.max_connections) {
       ++stats_.connections_rejected;

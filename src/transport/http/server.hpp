@@ -23,6 +23,9 @@
 
 namespace claudemesh::transport::http {
 
+/// How long the accept loop waits after a failed accept (descriptor or memory exhaustion) before retrying.
+inline constexpr std::chrono::milliseconds accept_error_pause{50};
+
 struct ServerConfig {
   ParserLimits limits{};                                        ///< header/body/target limits
   std::chrono::milliseconds request_timeout{10'000};            ///< first byte to complete request
@@ -38,6 +41,7 @@ struct ServerConfig {
 struct ServerStats {
   std::uint64_t connections_accepted = 0;
   std::uint64_t connections_rejected = 0;  ///< over max_connections
+  std::uint64_t accept_errors = 0;         ///< accept() failed (EMFILE, ENOBUFS...); each pauses accepting briefly
   std::uint64_t requests = 0;
   std::uint64_t requests_rejected = 0;     ///< 4xx/5xx produced by the server itself (limits, parse errors)
   std::uint64_t timeouts = 0;
