@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev node-llhttp libcli11-dev doctest-dev libbenchmark-dev
   python3 python3-nacl python3-websockets curl openssl ca-certificates
 )
+# Node and npm, for the test against Node's `ws` package (tests/integration/transport_node_ws_test.mjs), only
+# when npm is absent: a nodejs from another source (e.g. nodesource) bundles npm, and Debian's npm conflicts with it.
+command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-}" = "--with-fuzz" ]; then
   packages+=(clang-19 libclang-rt-19-dev clang-tidy-19)
 fi
