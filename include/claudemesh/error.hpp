@@ -50,6 +50,23 @@ enum class Errc : int {
   not_found,                ///< the requested thing does not exist
   insecure_permissions,     ///< a secret file is readable by group or others
   internal = 99,            ///< a bug: an invariant did not hold
+  // Authentication, membership, policy (broker)
+  unauthorized = 100,       ///< no valid credentials (unknown key, missing signature)
+  forbidden,                ///< authenticated, but not allowed to do this
+  not_a_member,             ///< the key is not a member of that mesh
+  revoked,                  ///< the member was revoked or banned
+  replayed,                 ///< a signed request was already seen
+  no_hello,                 ///< a frame arrived before `hello` / `session_hello`
+  unknown_message_type,     ///< a frame type the broker does not know
+  bad_session_pubkey,       ///< a session key is not 64 lowercase hex
+  bad_parent_pubkey,        ///< a parent member key is not 64 lowercase hex
+  parent_member_id_mismatch,  ///< `parentMemberId` is not the member that owns the parent key
+  rate_limited,             ///< too many requests; retry later
+  capacity,                 ///< a connection or size cap is reached
+  idempotency_key_reused,   ///< a client message id was reused for a different request
+  already_exists,           ///< the thing to create exists already
+  exhausted,                ///< an invite has no uses left
+  unavailable,              ///< the service cannot take this now (shutting down, storage failing)
 };
 
 /// The `claudemesh` error category. `name()` is "claudemesh"; `message(int)` gives the code's description.

@@ -148,4 +148,27 @@ CLAUDEMESH_API InviteV2 sign_invite_v2(const Identity& owner, std::string_view m
 /// @returns `malformed`, `expired` (expiry <= now) or `bad_signature`.
 CLAUDEMESH_API Result<void> verify_invite_v2(const InviteV2& invite, std::int64_t now_ms);
 
+// ---- signed HTTP requests (broker API) ----
+
+/// `claudemesh-request-v1|METHOD|target|timestampMs|sha256hex(body)`: what a signed HTTP request's signature
+/// covers. `target` is the request-target as sent (path and query).
+CLAUDEMESH_API std::string request_signature_string(std::string_view method, std::string_view target,
+                                                    std::int64_t timestamp_ms, std::string_view body);
+
+/// The three headers of a signed request: `X-Claudemesh-Pubkey`, `X-Claudemesh-Timestamp`,
+/// `X-Claudemesh-Signature`.
+struct RequestProof {
+  std::string pubkey;  ///< 64 lowercase hex
+  std::int64_t timestamp_ms = 0;
+  std::string signature;  ///< 128 lowercase hex
+};
+
+/// Sign a request with `signer`.
+CLAUDEMESH_API RequestProof sign_request(const Identity& signer, std::string_view method, std::string_view target,
+                                         std::int64_t timestamp_ms, std::string_view body);
+/// Check shape (`malformed`; `method`/`target` must not contain `|`), skew (`timestamp_skew`), then the
+/// signature (`bad_signature`). Replay protection is the verifier's job (remember signatures for the window).
+CLAUDEMESH_API Result<void> verify_request(const RequestProof& proof, std::string_view method, std::string_view target,
+                                           std::string_view body, std::int64_t now_ms);
+
 }  // namespace claudemesh

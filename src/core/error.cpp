@@ -39,6 +39,22 @@ constexpr std::array kCodes{
     CodeInfo{Errc::not_found, "not_found", "not found"},
     CodeInfo{Errc::insecure_permissions, "insecure_permissions", "file permissions are too open"},
     CodeInfo{Errc::internal, "internal", "internal error"},
+    CodeInfo{Errc::unauthorized, "unauthorized", "not authenticated"},
+    CodeInfo{Errc::forbidden, "forbidden", "not allowed"},
+    CodeInfo{Errc::not_a_member, "not_a_member", "not a member of this mesh"},
+    CodeInfo{Errc::revoked, "revoked", "membership revoked or banned"},
+    CodeInfo{Errc::replayed, "replayed", "signed request replayed"},
+    CodeInfo{Errc::no_hello, "no_hello", "must send hello first"},
+    CodeInfo{Errc::unknown_message_type, "unknown_message_type", "unknown message type"},
+    CodeInfo{Errc::bad_session_pubkey, "bad_session_pubkey", "session key is not 64 lowercase hex"},
+    CodeInfo{Errc::bad_parent_pubkey, "bad_parent_pubkey", "parent member key is not 64 lowercase hex"},
+    CodeInfo{Errc::parent_member_id_mismatch, "parent_member_id_mismatch", "parent member id does not match its key"},
+    CodeInfo{Errc::rate_limited, "rate_limited", "rate limited"},
+    CodeInfo{Errc::capacity, "capacity", "capacity reached"},
+    CodeInfo{Errc::idempotency_key_reused, "idempotency_key_reused", "client message id reused for a different request"},
+    CodeInfo{Errc::already_exists, "already_exists", "already exists"},
+    CodeInfo{Errc::exhausted, "exhausted", "no uses left"},
+    CodeInfo{Errc::unavailable, "unavailable", "temporarily unavailable"},
 };
 
 const CodeInfo* find(Errc e) noexcept {

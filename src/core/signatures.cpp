@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <claudemesh/signatures.hpp>
 
+#include <claudemesh/fingerprint.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -228,6 +230,37 @@ Result<void> verify_invite_v2(const InviteV2& invite, std::int64_t now_ms) {
   return check_signature_over(
       *owner, invite_v2_string(invite.mesh_id, invite.invite_id, invite.expires_at_s, invite.role, invite.owner_pubkey),
       *sig, "invite");
+}
+
+// ---- signed HTTP requests ----
+
+namespace {
+constexpr std::string_view kRequestPrefix = "claudemesh-request-v1";
+}  // namespace
+
+std::string request_signature_string(std::string_view method, std::string_view target, std::int64_t timestamp_ms,
+                                     std::string_view body) {
+  return join({kRequestPrefix, method, target, std::to_string(timestamp_ms), sha256_hex(as_bytes(body))});
+}
+
+RequestProof sign_request(const Identity& signer, std::string_view method, std::string_view target,
+                          std::int64_t timestamp_ms, std::string_view body) {
+  RequestProof proof{signer.public_key().hex(), timestamp_ms, {}};
+  proof.signature = signer.sign(request_signature_string(method, target, timestamp_ms, body)).hex();
+  return proof;
+}
+
+Result<void> verify_request(const RequestProof& proof, std::string_view method, std::string_view target,
+                            std::string_view body, std::int64_t now_ms) {
+  if (auto r = check_text(method, "method"); !r) return r;
+  if (auto r = check_text(target, "request target"); !r) return r;
+  auto key = check_key(proof.pubkey, "X-Claudemesh-Pubkey");
+  if (!key) return fail(key.error());
+  auto sig = check_signature(proof.signature);
+  if (!sig) return fail(sig.error());
+  if (auto r = check_skew(proof.timestamp_ms, now_ms); !r) return r;
+  return check_signature_over(*key, request_signature_string(method, target, proof.timestamp_ms, body), *sig,
+                              "request");
 }
 
 }  // namespace claudemesh

@@ -296,3 +296,46 @@ TEST_SUITE("invite v2") {
     CHECK(code_of(verify_invite_v2(bad, kNow)) == Errc::malformed);
   }
 }
+
+TEST_SUITE("signed requests") {
+  const auto caller = make(40);
+  const auto other = make(41);
+  const std::string body = R"({"name":"ops"})";
+
+  TEST_CASE("a signed request verifies; its canonical string has the domain prefix and the body digest") {
+    const auto proof = sign_request(caller, "POST", "/v1/meshes", kNow, body);
+    CHECK(proof.pubkey == caller.public_key().hex());
+    CHECK(code_of(verify_request(proof, "POST", "/v1/meshes", body, kNow + 59'000)) == Errc::ok);
+    const auto canonical = request_signature_string("GET", "/x?y=1", 5, "");
+    // sha256 of the empty string
+    CHECK(canonical == "claudemesh-request-v1|GET|/x?y=1|5|"
+                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  }
+
+  TEST_CASE("every tampered part breaks it: method, target, body, timestamp, key") {
+    const auto proof = sign_request(caller, "POST", "/v1/meshes/a/invites", kNow, body);
+    CHECK(code_of(verify_request(proof, "PUT", "/v1/meshes/a/invites", body, kNow)) == Errc::bad_signature);
+    CHECK(code_of(verify_request(proof, "POST", "/v1/meshes/b/invites", body, kNow)) == Errc::bad_signature);
+    CHECK(code_of(verify_request(proof, "POST", "/v1/meshes/a/invites", body + " ", kNow)) == Errc::bad_signature);
+    auto shifted = proof;
+    shifted.timestamp_ms += 1;
+    CHECK(code_of(verify_request(shifted, "POST", "/v1/meshes/a/invites", body, kNow)) == Errc::bad_signature);
+    auto rekeyed = proof;
+    rekeyed.pubkey = other.public_key().hex();
+    CHECK(code_of(verify_request(rekeyed, "POST", "/v1/meshes/a/invites", body, kNow)) == Errc::bad_signature);
+  }
+
+  TEST_CASE("stale, future, malformed and pipe-smuggling requests are refused with their codes") {
+    const auto proof = sign_request(caller, "GET", "/v1/meshes/a", kNow, "");
+    CHECK(code_of(verify_request(proof, "GET", "/v1/meshes/a", "", kNow + 60'001)) == Errc::timestamp_skew);
+    CHECK(code_of(verify_request(proof, "GET", "/v1/meshes/a", "", kNow - 60'001)) == Errc::timestamp_skew);
+    auto bad_key = proof;
+    bad_key.pubkey = "zz";
+    CHECK(code_of(verify_request(bad_key, "GET", "/v1/meshes/a", "", kNow)) == Errc::malformed);
+    auto bad_sig = proof;
+    bad_sig.signature.pop_back();
+    CHECK(code_of(verify_request(bad_sig, "GET", "/v1/meshes/a", "", kNow)) == Errc::malformed);
+    CHECK(code_of(verify_request(proof, "GET", "/v1/meshes/a|x", "", kNow)) == Errc::malformed);
+    CHECK(code_of(verify_request(proof, "GET|", "/v1/meshes/a", "", kNow)) == Errc::malformed);
+  }
+}
