@@ -31,9 +31,11 @@ install(FILES
   DESTINATION ${CLAUDEMESH_CMAKE_DIR})
 
 if(CLAUDEMESH_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
-  set(CLAUDEMESH_PC_PRIVATE_REQUIRES "libsodium openssl")
+  set(CLAUDEMESH_PC_PRIVATE_REQUIRES "libsodium openssl sqlite3")
+  set(CLAUDEMESH_PC_PRIVATE_LIBS "-lSQLiteCpp")  # Debian's SQLiteCpp ships no .pc file
 else()
   set(CLAUDEMESH_PC_PRIVATE_REQUIRES "")
+  set(CLAUDEMESH_PC_PRIVATE_LIBS "")
 endif()
 # Relocatable: the prefix is found relative to the .pc file, so a tree installed elsewhere still works.
 file(RELATIVE_PATH CLAUDEMESH_PC_RELATIVE_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")

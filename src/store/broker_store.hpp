@@ -222,7 +222,9 @@ class BrokerStore {
   /// at most `limit`, for the periodic re-drain.
   virtual Result<std::vector<RecipientRef>> recipients_with_work(TimeMs now_ms, std::size_t limit) = 0;
   /// Deletes undelivered rows whose message expired, delivered rows and dedupe entries older than
-  /// `now_ms - retention_ms`, and messages left without rows.
+  /// `now_ms - retention_ms`, and messages left without rows once they have expired or are older than
+  /// `now_ms - retention_ms` (every message whose rows were purged is; a message accepted with no bodies
+  /// is thus kept until then, not dropped by the next purge).
   virtual Result<PurgeResult> purge(TimeMs now_ms, TimeMs retention_ms) = 0;
   virtual Result<QueueStats> queue_stats(TimeMs now_ms) = 0;
   /// The message and each recipient's state; empty if there is no such message in the mesh.
