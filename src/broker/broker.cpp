@@ -713,6 +713,27 @@ void Broker::Impl::evict(const PresencePtr& presence, bool announce) {
     if (mesh.open_connections > 0) --mesh.open_connections;
     presence->socket = nullptr;
   }
+  if (presence->role == PeerRole::session && !stopping_) {
+    // The session is gone: copies still queued for it fall back to its member, whose daemon holds the
+    // session's key (docs/protocol.md §8.3).
+    auto member = mesh.members.find(presence->member_pubkey);
+    if (member != mesh.members.end() && member_active(member->second)) {
+      asio::co_spawn(
+          executor_,
+          [this, mesh_id = mesh.mesh.id, from = presence->session_pubkey,
+           to = presence->member_pubkey]() -> asio::awaitable<void> {
+            auto op = [mesh_id, from, to](store::BrokerStore& s) { return s.readdress_undelivered(mesh_id, from, to); };
+            auto moved = co_await worker_->call<std::size_t>(std::move(op));
+            if (!moved) {
+              log("store_error", {{"op", "readdress_undelivered"}, {"message", moved.error().describe()}});
+            } else if (*moved > 0) {
+              std::vector<std::string> keys{to};
+              wake_recipients(mesh_id, keys);
+            }
+          },
+          asio::detached);
+    }
+  }
   if (announce) {
     Json data{{"name", presence->display_name},
               {"pubkey", presence->pubkey()},

@@ -218,6 +218,10 @@ class BrokerStore {
   /// Ends the leases held by `claimer` on undelivered rows (its connection closed), so they can be claimed
   /// again at once. @returns rows released.
   virtual Result<std::size_t> release_claims(std::string_view claimer) = 0;
+  /// Re-addresses the undelivered rows of `mesh_id` addressed to `from_key` (a session that ended) to
+  /// `to_key` (its member), ending their leases and keeping their order. @returns rows moved.
+  virtual Result<std::size_t> readdress_undelivered(std::string_view mesh_id, std::string_view from_key,
+                                                    std::string_view to_key) = 0;
   /// Recipient keys with claimable rows (never claimed, or lease over) among unexpired undelivered rows,
   /// at most `limit`, for the periodic re-drain.
   virtual Result<std::vector<RecipientRef>> recipients_with_work(TimeMs now_ms, std::size_t limit) = 0;

@@ -253,6 +253,9 @@ struct Statements {
   SQLite::Statement release_claims{db,
                                    "UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL "
                                    "WHERE lease_owner = ? AND delivered_at_ms IS NULL"};
+  SQLite::Statement readdress{db,
+                              "UPDATE deliveries SET recipient_key = ?3, lease_owner = NULL, lease_until_ms = NULL "
+                              "WHERE mesh_id = ?1 AND recipient_key = ?2 AND delivered_at_ms IS NULL"};
   SQLite::Statement recipients_with_work{
       db,
       "SELECT DISTINCT mesh_id, recipient_key FROM deliveries INDEXED BY deliveries_claim "
@@ -850,6 +853,18 @@ class SqliteBrokerStore final : public BrokerStore {
       auto& update = statements_.release_claims;
       const Use use(update);
       bind_view(update, 1, claimer);
+      return static_cast<std::size_t>(update.exec());
+    });
+  }
+
+  Result<std::size_t> readdress_undelivered(std::string_view mesh_id, std::string_view from_key,
+                                            std::string_view to_key) override {
+    return operation("readdress_undelivered", [&]() -> Result<std::size_t> {
+      auto& update = statements_.readdress;
+      const Use use(update);
+      bind_view(update, 1, mesh_id);
+      bind_view(update, 2, from_key);
+      bind_view(update, 3, to_key);
       return static_cast<std::size_t>(update.exec());
     });
   }

@@ -1635,6 +1635,21 @@ async def dm_to_gone_session_falls_back_to_member(t):
 
 
 @test()
+async def dm_queued_for_a_session_that_then_ends_falls_back_to_member(t):
+    mesh, alice, bob = await _pair(t)
+    ca, _ = await t.ctrl(mesh, alice)
+    sb, _, s_bob = await t.session(mesh, bob)
+    await sb.close()  # in grace: the DM is queued for the session key itself
+    ack, sent = await t.dm(ca, alice.ident, s_bob.pubkey, "queued while your session was away")
+    mid = t.accepted(ack, "DM to a session in grace")
+    await asyncio.sleep(GRACE + 1.0)  # the grace ends without the session coming back
+    cb, _ = await t.ctrl(mesh, bob)
+    push = await t.push(cb, mid)
+    t.eq(push.get("targetSpec"), s_bob.pubkey, "targetSpec keeps the session key")
+    t.opens(s_bob, push, sent.plaintext)
+
+
+@test()
 async def regression_13_7_member_key_dm_goes_to_control_plane_not_session(t):
     mesh, alice, bob = await _pair(t)
     ca, _ = await t.ctrl(mesh, alice)

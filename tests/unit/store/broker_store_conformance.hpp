@@ -635,6 +635,30 @@ TEST_CASE_TEMPLATE_DEFINE("broker store: release_claims", Fixture, broker_store_
   }
 }
 
+TEST_CASE_TEMPLATE_DEFINE("broker store: readdress_undelivered", Fixture, broker_store_readdress) {
+  Fixture fixture;
+  BrokerStore& store = *fixture.store;
+  add_mesh(store, "mesh-a");
+  add_mesh(store, "mesh-b");
+  send(store, make_message("msg-1", "mesh-a", t0 + 1), {key(1)});
+  send(store, make_message("msg-2", "mesh-a", t0 + 2), {key(1), key(2)});
+  send(store, make_message("msg-3", "mesh-a", t0 + 3), {key(1)});
+  send(store, make_message("msg-4", "mesh-b", t0 + 4), {key(1)});
+  REQUIRE(claim(store, claim_request("mesh-a", {key(1)}, t0 + 10, "conn-1")).size() == 3);
+  CHECK(mark(store, "mesh-a", "msg-3", {key(1)}, t0 + 11) == 1);
+
+  auto moved = store.readdress_undelivered("mesh-a", key(1), key(3));
+  REQUIRE(moved);
+  CHECK(*moved == 2);  // msg-1 and msg-2; msg-3 was delivered, msg-4 is another mesh
+  // The leases ended with the move: the new key claims them at once, in creation order.
+  auto rows = claim(store, claim_request("mesh-a", {key(3)}, t0 + 12, "conn-2"));
+  CHECK(message_ids(rows) == ids({"msg-1", "msg-2"}));
+  for (const auto& row : rows) CHECK(row.body.recipient_key == key(3));
+  CHECK(claim(store, claim_request("mesh-a", {key(1)}, t0 + 100'000, "conn-3")).empty());
+  CHECK(claim(store, claim_request("mesh-b", {key(1)}, t0 + 12, "conn-4")).size() == 1);
+  CHECK(value_of(store.readdress_undelivered("mesh-a", key(9), key(3))) == 0);
+}
+
 TEST_CASE_TEMPLATE_DEFINE("broker store: recipients_with_work", Fixture, broker_store_work) {
   Fixture fixture;
   BrokerStore& store = *fixture.store;
@@ -890,6 +914,7 @@ TEST_CASE_TEMPLATE_DEFINE("broker store: batches", Fixture, broker_store_batches
 #define CLAUDEMESH_BROKER_STORE_CONFORMANCE(...)                                                      \
   namespace claudemesh::store::conformance {                                                          \
   TEST_CASE_TEMPLATE_INVOKE(broker_store_meshes, __VA_ARGS__);                                        \
+  TEST_CASE_TEMPLATE_INVOKE(broker_store_readdress, __VA_ARGS__);                                     \
   TEST_CASE_TEMPLATE_INVOKE(broker_store_members, __VA_ARGS__);                                       \
   TEST_CASE_TEMPLATE_INVOKE(broker_store_invites, __VA_ARGS__);                                       \
   TEST_CASE_TEMPLATE_INVOKE(broker_store_claim_invite, __VA_ARGS__);                                  \
