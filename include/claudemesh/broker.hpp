@@ -38,8 +38,8 @@ struct BrokerConfig {
 
   std::size_t max_connections_per_mesh = 1000;
   std::size_t max_connections = 20'000;
-  std::size_t max_frame_bytes = 256 * 1024;   ///< larger WebSocket messages: close 1009
-  std::size_t max_payload_bytes = 64 * 1024;  ///< each ciphertext; larger: payload_too_large
+  std::size_t max_frame_bytes = std::size_t{256} * 1024;   ///< larger WebSocket messages: close 1009
+  std::size_t max_payload_bytes = std::size_t{64} * 1024;  ///< each ciphertext; larger: payload_too_large
   double rate_burst = 10;                     ///< per-member token bucket
   double rate_per_minute = 60;
 

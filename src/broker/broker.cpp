@@ -106,11 +106,14 @@ Broker::Impl::Impl(asio::any_io_executor executor, BrokerConfig config, std::uni
 
 Broker::Impl::~Impl() {
   *alive_ = false;
-  for (auto& [id, presence] : presences_) {
-    if (presence->grace_timer) presence->grace_timer->cancel();
+  try {
+    for (auto& [id, presence] : presences_) {
+      if (presence->grace_timer) presence->grace_timer->cancel();
+    }
+    if (server_) server_->stop();
+    worker_->stop();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw; nothing is left to save
   }
-  if (server_) server_->stop();
-  worker_->stop();
 }
 
 void Broker::Impl::log(std::string_view event, Json fields) const {
@@ -293,7 +296,7 @@ asio::awaitable<void> Broker::Impl::serve_websocket(http::Request request, std::
   auto accepted = co_await ws::accept_websocket(std::move(request.message), std::move(stream), std::move(leftover),
                                                 std::move(ws_config));
   if (!accepted || !*alive) co_return;
-  WebSocketPtr socket = *accepted;
+  const WebSocketPtr& socket = *accepted;
   if (stopping_) {
     socket->close(1001, "shutting down");
     co_await socket->read();
@@ -1221,6 +1224,7 @@ asio::awaitable<void> Broker::Impl::handle_send(PresencePtr presence, Json frame
   const auto max_ttl = static_cast<std::int64_t>(config_.message_ttl.count());
   message.expires_at_ms = now + std::min(ttl->value_or(max_ttl), max_ttl);
   std::vector<std::string> keys;
+  keys.reserve(rows.size());
   for (const auto& row : rows) keys.push_back(row.recipient_key);
   auto accepted_op = [message, rows = std::move(rows)](store::BrokerStore& s) { return s.accept_message(message, rows); };
   auto accepted = co_await worker_->call<store::AcceptResult>(std::move(accepted_op));
@@ -1349,7 +1353,7 @@ asio::awaitable<void> Broker::Impl::sweep_loop() {
   std::int64_t last_purge = 0;
   while (*alive && !stopping_) {
     sweep_timer_->expires_after(config_.redeliver_interval);
-    auto [ec] = co_await sweep_timer_->async_wait(transport::use_tuple);
+    co_await sweep_timer_->async_wait(transport::use_tuple);  // cancelled on stop: checked below
     if (!*alive || stopping_) co_return;
     const auto now = now_ms();
     auto work_op = [now](store::BrokerStore& s) { return s.recipients_with_work(now, 10'000); };

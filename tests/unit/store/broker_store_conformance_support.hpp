@@ -18,7 +18,6 @@
 namespace claudemesh::store::conformance {
 
 inline constexpr TimeMs t0 = 1'700'000'000'000;  // an arbitrary "now"
-inline constexpr TimeMs second_ms = 1'000;
 inline constexpr TimeMs day_ms = 86'400'000;
 inline constexpr TimeMs lease_ms = 30'000;
 

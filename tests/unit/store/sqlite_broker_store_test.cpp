@@ -317,6 +317,44 @@ TEST_SUITE("sqlite broker store") {
     CHECK(stats(*store, t0).messages == 0);
   }
 
+  TEST_CASE("sqlite broker store: a purge of many chunks deletes everything whether in a batch or not") {
+    auto store = open_or_fail(":memory:");
+    add_mesh(*store, "mesh-a");
+    const auto fill = [&](const std::string& prefix, unsigned rows) {
+      std::vector<DeliveryBody> bodies;
+      for (unsigned n = 0; n < rows; ++n) bodies.push_back(body_for(key(n)));
+      accept(*store, make_message(prefix + "-expiring", "mesh-a", t0, "next", 1'000), bodies);
+      accept(*store, make_message(prefix + "-delivered", "mesh-a", t0), bodies);
+      std::vector<std::string> keys;
+      for (const auto& body : bodies) keys.push_back(body.recipient_key);
+      CHECK(mark(*store, "mesh-a", prefix + "-delivered", keys, t0 + 1) == rows);
+      for (unsigned n = 0; n < rows; ++n) {
+        MessageRecord keyed = make_message(prefix + "-keyed-" + std::to_string(n), "mesh-a", t0);
+        keyed.client_message_id = prefix + "-client-" + std::to_string(n);
+        accept(*store, keyed, {});
+      }
+    };
+    fill("alone", 4'500);
+    auto purged = store->purge(t0 + 2 * day_ms, day_ms);
+    REQUIRE(purged);
+    CHECK(purged->expired_deliveries == 4'500);
+    CHECK(purged->delivered_pruned == 4'500);
+    CHECK(purged->dedupe_pruned == 4'500);
+    CHECK(purged->messages_pruned == 4'502);
+    CHECK(stats(*store, t0 + 2 * day_ms).messages == 0);
+
+    fill("batched", 2'001);
+    REQUIRE(store->begin_batch());
+    purged = store->purge(t0 + 2 * day_ms, day_ms);
+    REQUIRE(store->commit_batch());
+    REQUIRE(purged);
+    CHECK(purged->expired_deliveries == 2'001);
+    CHECK(purged->delivered_pruned == 2'001);
+    CHECK(purged->dedupe_pruned == 2'001);
+    CHECK(purged->messages_pruned == 2'003);
+    CHECK(stats(*store, t0 + 2 * day_ms).undelivered == 0);
+  }
+
   TEST_CASE("sqlite broker store: synchronous NORMAL still journals to the WAL") {
     TempDir dir;
     const auto path = dir.path() / "broker.db";
