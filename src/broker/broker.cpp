@@ -43,6 +43,7 @@ std::vector<std::string> Presence::recipient_keys() const {
 namespace {
 
 constexpr std::size_t kClaimBatch = 64;
+constexpr std::size_t kMaxInFlightPerConnection = 256;  // sends and acks awaiting the store, per connection
 constexpr std::size_t kPushBackpressureBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxSummary = 1024;
 constexpr std::size_t kMaxBodies = 10'000;
@@ -90,7 +91,7 @@ Json groups_json(const std::vector<broker::GroupEntry>& groups) {
 bool member_active(const store::MemberRecord& member) { return !member.revoked_at_ms && !member.banned_at_ms; }
 
 Json with_req_id(Json reply, const Json& request) {
-  if (auto it = request.find("_reqId"); it != request.end()) reply["_reqId"] = *it;
+  wire::copy_request_id(request, reply);
   return reply;
 }
 
@@ -337,10 +338,22 @@ asio::awaitable<void> Broker::Impl::serve_websocket(http::Request request, std::
       continue;
     }
     if (presence->socket != socket) break;  // replaced by a newer connection
-    if (kind == "send") {
-      // Sends run beside the reader so one connection can have many in flight; the store worker keeps them
-      // in arrival order.
-      asio::co_spawn(executor_, handle_send(presence, std::move(*frame)), asio::detached);
+    if (kind == "send" || kind == "client_ack") {
+      // Sends and acks run beside the reader, so one connection has many in flight and one store round trip
+      // never holds up the next frame; the store worker keeps them in arrival order. Bounded per connection:
+      // past the bound the reader waits, and TCP pushes back on the peer.
+      while (presence->in_flight >= kMaxInFlightPerConnection && presence->socket == socket) {
+        asio::steady_timer pause(executor_, std::chrono::milliseconds(1));
+        co_await pause.async_wait(asio::use_awaitable);
+        if (!*alive) co_return;
+      }
+      ++presence->in_flight;
+      auto done = [presence](std::exception_ptr) { --presence->in_flight; };
+      if (kind == "send") {
+        asio::co_spawn(executor_, handle_send(presence, std::move(*frame)), done);
+      } else {
+        asio::co_spawn(executor_, handle_frame(presence, std::move(*frame)), done);
+      }
     } else {
       co_await handle_frame(presence, std::move(*frame));
       if (!*alive) co_return;

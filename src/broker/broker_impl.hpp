@@ -57,6 +57,8 @@ struct Presence {
   bool evicted = false;
   std::unique_ptr<asio::steady_timer> grace_timer;
 
+  std::size_t in_flight = 0;  ///< sends and client_acks of this connection waiting for the store
+
   // delivery pump
   bool draining = false;
   bool drain_again = false;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "broker/wire.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 namespace claudemesh::broker::wire {
@@ -17,7 +18,34 @@ Error wrong_type(std::string_view name, std::string_view expected) {
 
 }  // namespace
 
+// Deepest nesting of arrays and objects accepted in a frame. Copying and serializing a JSON value recurse once
+// per level, so a frame of 100k nested brackets would exhaust the stack; real frames nest a few levels.
+constexpr int kMaxDepth = 64;
+
+// The nesting depth of `text`, counting brackets outside strings (the text need not be valid JSON).
+int max_depth(std::string_view text) noexcept {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
+}
+
 Result<Json> parse_object(std::string_view text) {
+  // A raw NUL is never JSON, and nlohmann's lexer would stop at it and ignore the rest.
+  if (text.find('\0') != std::string_view::npos) return fail(Errc::malformed, "not valid JSON (NUL byte)");
+  if (max_depth(text) > kMaxDepth) {
+    return fail(Errc::malformed, "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  }
   auto parsed = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return fail(Errc::malformed, "not valid JSON");
   if (!parsed.is_object()) return fail(Errc::malformed, "expected a JSON object");
@@ -45,7 +73,7 @@ Result<std::string> required_string(const Json& object, std::string_view name, s
 Result<std::optional<std::int64_t>> optional_int(const Json& object, std::string_view name) {
   const Json* value = find(object, name);
   if (!value) return std::optional<std::int64_t>{};
-  if (value->is_number_integer()) return std::optional<std::int64_t>(value->get<std::int64_t>());
+  // Unsigned first: nlohmann counts unsigned numbers as integers too, and get<int64_t> would wrap them.
   if (value->is_number_unsigned()) {
     const auto unsigned_value = value->get<std::uint64_t>();
     if (unsigned_value > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -53,6 +81,7 @@ Result<std::optional<std::int64_t>> optional_int(const Json& object, std::string
     }
     return std::optional<std::int64_t>(static_cast<std::int64_t>(unsigned_value));
   }
+  if (value->is_number_integer()) return std::optional<std::int64_t>(value->get<std::int64_t>());
   if (value->is_number_float()) {
     const double d = value->get<double>();
     // JavaScript clients send integral doubles; accept those exactly, refuse fractions.
@@ -97,9 +126,15 @@ std::string iso_time(std::int64_t unix_ms) {
   return out;
 }
 
+void copy_request_id(const Json& request, Json& reply) {
+  if (!request.is_object()) return;
+  auto it = request.find("_reqId");
+  if (it != request.end() && (it->is_string() || it->is_number())) reply["_reqId"] = *it;
+}
+
 std::string error_frame(const Error& error, const Json* request) {
   Json frame{{"type", "error"}, {"code", std::string(wire_name(error.errc()))}, {"message", error.message}};
-  if (request && request->contains("_reqId")) frame["_reqId"] = (*request)["_reqId"];
+  if (request) copy_request_id(*request, frame);
   return dump(frame);
 }
 

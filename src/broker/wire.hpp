@@ -16,7 +16,7 @@ namespace claudemesh::broker::wire {
 
 using Json = nlohmann::json;
 
-/// Parses text that must be a JSON object. `malformed` otherwise.
+/// Parses text that must be a JSON object, nested at most 64 levels, without NUL bytes. `malformed` otherwise.
 Result<Json> parse_object(std::string_view text);
 
 /// A required string field, at most `max_len` bytes.
@@ -37,6 +37,9 @@ std::string iso_time(std::int64_t unix_ms);
 
 /// Serializes without throwing: invalid UTF-8 inside strings is replaced by U+FFFD.
 std::string dump(const Json& value);
+
+/// Copies the request's `_reqId` into `reply` when it is a string or a number (anything else is ignored).
+void copy_request_id(const Json& request, Json& reply);
 
 /// `{"type":"error","code":…,"message":…}` plus `_reqId` when the request had one.
 std::string error_frame(const Error& error, const Json* request = nullptr);
