@@ -348,7 +348,7 @@ asio::awaitable<void> Broker::Impl::serve_websocket(http::Request request, std::
         if (!*alive) co_return;
       }
       ++presence->in_flight;
-      auto done = [presence](std::exception_ptr) { --presence->in_flight; };
+      auto done = [presence](const std::exception_ptr&) { --presence->in_flight; };
       if (kind == "send") {
         asio::co_spawn(executor_, handle_send(presence, std::move(*frame)), done);
       } else {
