@@ -31,6 +31,7 @@
 //   session_pubkey) key). Foreign keys tie members, invites, sessions and messages to their mesh, delivery
 //   rows to their message and bodies to their row.
 #include "store/broker_store.hpp"
+#include "store/sqlite_database.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Exception.h>
@@ -54,7 +55,6 @@
 namespace claudemesh::store {
 namespace {
 
-constexpr int busy_timeout_ms = 5'000;
 // Page cache per connection. SQLite's default (2 MiB) is outgrown by a queue of a few thousand messages, after
 // which the index pages every accept and claim touches are read back from disk.
 constexpr int page_cache_kib = 16 * 1024;
@@ -467,81 +467,6 @@ Error sqlite_error(std::string_view operation, const SQLite::Exception& e) {
 }
 
 // ---- the file ----
-
-Error os_error(std::string_view what, const std::filesystem::path& path, int err) {
-  return {Errc::io_error, std::string(what) + " " + path.string() + ": " + std::generic_category().message(err)};
-}
-
-// Creates the missing directories of `dir` with mode 0700; existing ones are left as they are.
-Result<void> create_private_directories(const std::filesystem::path& dir) {
-  if (dir.empty()) return {};
-  std::error_code ec;
-  if (std::filesystem::is_directory(dir, ec)) return {};
-  if (auto parent = create_private_directories(dir.parent_path()); !parent) return parent;
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail(os_error("cannot create directory", dir, errno));
-  return {};
-}
-
-// Creates the database file with mode 0600 before SQLite opens it (SQLite would use 0644 & ~umask; its -wal
-// and -shm files copy the database file's mode), and narrows an existing store or side file to 0600.
-Result<void> prepare_database_file(const std::filesystem::path& path) {
-  if (auto made = create_private_directories(path.parent_path()); !made) return made;
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail(os_error("cannot open", path, errno));
-  struct stat st {};
-  const bool stat_ok = ::fstat(fd, &st) == 0;
-  const int stat_errno = errno;
-  const bool chmod_ok = !stat_ok || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0 || ::fchmod(fd, 0600) == 0;
-  const int chmod_errno = errno;
-  ::close(fd);
-  if (!stat_ok) return fail(os_error("cannot stat", path, stat_errno));
-  if (!S_ISREG(st.st_mode)) return fail(Errc::io_error, path.string() + " is not a regular file");
-  if (!chmod_ok) return fail(os_error("cannot chmod", path, chmod_errno));
-  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
-    const std::filesystem::path side = path.string() + suffix;
-    struct stat side_st {};
-    if (::lstat(side.c_str(), &side_st) == 0 && S_ISREG(side_st.st_mode) && (side_st.st_mode & 077) != 0 &&
-        ::chmod(side.c_str(), 0600) != 0) {
-      return fail(os_error("cannot chmod", side, errno));
-    }
-  }
-  return {};
-}
-
-std::int64_t pragma_int(SQLite::Database& db, const char* pragma) { return db.execAndGet(pragma).getInt64(); }
-
-// Brings the schema to the newest version, in one transaction, so concurrent openers cannot both migrate.
-Result<void> migrate(SQLite::Database& db, const std::string& path) {
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    const auto version = pragma_int(db, "PRAGMA user_version");
-    const auto application_id = pragma_int(db, "PRAGMA application_id");
-    const auto known = static_cast<std::int64_t>(migrations.size());
-    std::optional<Error> refused;
-    if (application_id != 0 && application_id != broker_store_application_id) {
-      refused.emplace(Errc::io_error, path + " is not a claudemesh broker store (another application's database)");
-    } else if (application_id == 0 && pragma_int(db, "SELECT COUNT(*) FROM sqlite_schema") != 0) {
-      refused.emplace(Errc::io_error, path + " is not a claudemesh broker store (it holds other tables)");
-    } else if (version > known) {
-      refused.emplace(Errc::io_error, path + " has broker store schema version " + std::to_string(version) +
-                                          ", newer than this build knows (" + std::to_string(known) + ")");
-    }
-    if (refused) {
-      db.exec("ROLLBACK");
-      return fail(std::move(*refused));
-    }
-    if (application_id == 0) db.exec("PRAGMA application_id = " + std::to_string(broker_store_application_id));
-    for (auto next = version; next < known; ++next) {
-      db.exec(std::string(migrations[static_cast<std::size_t>(next)]));
-      db.exec("PRAGMA user_version = " + std::to_string(next + 1));
-    }
-    db.exec("COMMIT");
-  } catch (...) {
-    db.tryExec("ROLLBACK");
-    throw;
-  }
-  return {};
-}
 
 // ---- the store ----
 
@@ -1109,27 +1034,13 @@ class SqliteBrokerStore final : public BrokerStore {
 };
 
 Result<std::unique_ptr<BrokerStore>> open_store(const std::string& path, SqliteOptions options) {
-  const bool in_memory = path == ":memory:";
-  if (path.empty()) return fail(Errc::invalid_value, "open_sqlite_broker_store: empty path");
-  if (!in_memory) {
-    if (auto prepared = prepare_database_file(path); !prepared) return fail(prepared.error(), "broker store");
-  }
-  SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX |
-                                (in_memory ? 0 : SQLite::OPEN_NOFOLLOW),
-                      busy_timeout_ms);
-  db.exec("PRAGMA foreign_keys = ON");
-  const std::string journal = db.execAndGet("PRAGMA journal_mode = WAL").getString();
-  if (journal != "wal" && !(in_memory && journal == "memory")) {
-    return fail(Errc::io_error, path + ": cannot use WAL journaling (journal_mode is " + journal + ")");
-  }
-  db.exec(options.full_sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-  db.exec("PRAGMA cache_size = -" + std::to_string(page_cache_kib));
-  // Savepoint journals in memory: by default SQLite moves one to a temporary file once it passes 64 KiB and
-  // keeps writing there until the transaction ends, which costs every later operation of a batch two write
-  // calls per page it touches. Every operation is bounded, purge included (it works in chunks).
-  db.exec("PRAGMA temp_store = MEMORY");
-  if (auto migrated = migrate(db, path); !migrated) return fail(migrated.error());
-  return std::make_unique<SqliteBrokerStore>(std::move(db));
+  auto db = open_database(path, {.kind = "broker store",
+                                 .application_id = broker_store_application_id,
+                                 .migrations = migrations,
+                                 .full_sync = options.full_sync,
+                                 .cache_kib = page_cache_kib});
+  if (!db) return fail(db.error());
+  return std::make_unique<SqliteBrokerStore>(std::move(*db));
 }
 
 }  // namespace
