@@ -293,19 +293,6 @@ struct Statements {
 #undef CLAUDEMESH_MEMBER_COLUMNS
 #undef CLAUDEMESH_INVITE_COLUMNS
 
-// Resets a cached statement when the code using it is done, however it ends, so it is ready for its next use
-// and no statement holds a read transaction open.
-class Use {
- public:
-  explicit Use(SQLite::Statement& statement) noexcept : statement_(statement) {}
-  Use(const Use&) = delete;
-  Use& operator=(const Use&) = delete;
-  ~Use() { statement_.tryReset(); }
-  SQLite::Statement* operator->() const noexcept { return &statement_; }
-
- private:
-  SQLite::Statement& statement_;
-};
 
 // Runs a statement that returns no rows.
 int execute(SQLite::Statement& statement) {

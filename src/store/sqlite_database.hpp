@@ -10,6 +10,7 @@
 #include <claudemesh/result.hpp>
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -37,6 +38,20 @@ Result<SQLite::Database> open_database(const std::string& path, const DatabaseSp
 
 /// `PRAGMA quick_check` passes (a cheap structural check). @returns the first problem SQLite reports.
 Result<void> check_integrity(SQLite::Database& db);
+
+/// Resets a cached statement however the code using it ends, so it is ready for its next use and holds no
+/// read transaction open.
+class Use {
+ public:
+  explicit Use(SQLite::Statement& statement) noexcept : statement_(statement) {}
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+  ~Use() { statement_.tryReset(); }
+  SQLite::Statement* operator->() const noexcept { return &statement_; }
+
+ private:
+  SQLite::Statement& statement_;
+};
 
 /// Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back if it throws or returns an error.
 /// SQLite exceptions become `Errc::io_error` with SQLite's message.

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-#include "transport/broker_api.hpp"
+#include <claudemesh/broker_api.hpp>
+
+#include "transport/http/client.hpp"
 
 #include "transport/stream.hpp"
 #include "transport/url.hpp"
@@ -14,7 +16,10 @@
 #include <algorithm>
 #include <utility>
 
-namespace claudemesh::transport {
+namespace claudemesh {
+
+using transport::parse_url;
+namespace http = transport::http;
 namespace {
 
 using Json = nlohmann::json;
@@ -78,9 +83,20 @@ Result<InviteRef> parse_invite_url(std::string_view url) {
   return ref;
 }
 
-BrokerApi::BrokerApi(asio::any_io_executor executor, std::string http_base, const Identity& signer,
-                     http::ClientEndpoint endpoint)
-    : http_base_(std::move(http_base)), signer_(signer), client_(std::move(executor), std::move(endpoint)) {}
+struct BrokerApi::Impl {
+  Impl(asio::any_io_executor executor, std::string base, const Identity& who, http::ClientEndpoint endpoint)
+      : http_base(std::move(base)), signer(who), client(std::move(executor), std::move(endpoint)) {}
+  std::string http_base;
+  const Identity& signer;
+  http::HttpClient client;
+  std::int64_t last_timestamp_ms = 0;
+
+  asio::awaitable<Result<std::string>> call(std::string method, std::string target, std::string body,
+                                            std::string bearer);
+};
+
+BrokerApi::BrokerApi(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BrokerApi::~BrokerApi() = default;
 
 Result<std::unique_ptr<BrokerApi>> BrokerApi::connect(asio::any_io_executor executor, std::string_view http_base,
                                                       const Identity& signer, const std::string& ca_file) {
@@ -95,22 +111,23 @@ Result<std::unique_ptr<BrokerApi>> BrokerApi::connect(asio::any_io_executor exec
   endpoint.host = url->host;
   endpoint.port = url->port;
   if (url->tls()) {
-    TlsClientConfig tls;
+    transport::TlsClientConfig tls;
     tls.ca_file = ca_file;
-    auto context = make_client_tls_context(tls);
+    auto context = transport::make_client_tls_context(tls);
     if (!context) return fail(context.error());
     endpoint.tls = *context;
   }
-  return std::unique_ptr<BrokerApi>(new BrokerApi(std::move(executor), std::move(base), signer, std::move(endpoint)));
+  auto impl = std::make_unique<Impl>(std::move(executor), std::move(base), signer, std::move(endpoint));
+  return std::unique_ptr<BrokerApi>(new BrokerApi(std::move(impl)));
 }
 
-asio::awaitable<Result<std::string>> BrokerApi::call(std::string method, std::string target, std::string body,
+asio::awaitable<Result<std::string>> BrokerApi::Impl::call(std::string method, std::string target, std::string body,
                                                      std::string bearer) {
   // The broker refuses a second use of a signature; two identical requests in one millisecond would collide.
   std::int64_t timestamp = now_ms();
-  if (timestamp <= last_timestamp_ms_) timestamp = last_timestamp_ms_ + 1;
-  last_timestamp_ms_ = timestamp;
-  const auto proof = sign_request(signer_, method, target, timestamp, body);
+  if (timestamp <= last_timestamp_ms) timestamp = last_timestamp_ms + 1;
+  last_timestamp_ms = timestamp;
+  const auto proof = sign_request(signer, method, target, timestamp, body);
   http::HttpRequest request;
   request.method = method;
   request.target = target;
@@ -120,8 +137,8 @@ asio::awaitable<Result<std::string>> BrokerApi::call(std::string method, std::st
   request.headers.set("X-Claudemesh-Timestamp", std::to_string(proof.timestamp_ms));
   request.headers.set("X-Claudemesh-Signature", proof.signature);
   if (!bearer.empty()) request.headers.set("Authorization", "Bearer " + bearer);
-  auto response = co_await client_.request(std::move(request));
-  if (!response) co_return fail(response.error(), "broker " + http_base_);
+  auto response = co_await client.request(std::move(request));
+  if (!response) co_return fail(response.error(), "broker " + http_base);
   if (response->status < 200 || response->status > 299) co_return fail(http_error(response->status, response->body));
   co_return std::move(response->body);
 }
@@ -129,33 +146,55 @@ asio::awaitable<Result<std::string>> BrokerApi::call(std::string method, std::st
 asio::awaitable<Result<Membership>> BrokerApi::create_mesh(std::string name, std::string display_name,
                                                            std::string admin_token) {
   const Json body{{"name", std::move(name)}, {"displayName", std::move(display_name)}};
-  auto answer = co_await call("POST", "/v1/meshes", body.dump(), std::move(admin_token));
+  auto answer = co_await impl_->call("POST", "/v1/meshes", body.dump(), std::move(admin_token));
   if (!answer) co_return fail(answer.error());
-  co_return membership_from(Json::parse(*answer, nullptr, false), http_base_);
+  co_return membership_from(Json::parse(*answer, nullptr, false), impl_->http_base);
 }
 
 asio::awaitable<Result<InviteCreated>> BrokerApi::create_invite(std::string mesh_id, std::string role,
                                                                 std::int64_t ttl_seconds, std::int64_t max_uses) {
   const std::string invite_id = IdGenerator().next();
   const std::int64_t expires = now_ms() / 1000 + ttl_seconds;
-  const auto statement = sign_invite_v2(signer_, mesh_id, invite_id, expires, role);
+  const auto statement = sign_invite_v2(impl_->signer, mesh_id, invite_id, expires, role);
   const Json body{{"inviteId", invite_id},
                   {"expiresAt", expires},
                   {"role", std::move(role)},
                   {"signature", statement.signature},
                   {"maxUses", max_uses}};
-  auto answer = co_await call("POST", "/v1/meshes/" + mesh_id + "/invites", body.dump());
+  auto answer = co_await impl_->call("POST", "/v1/meshes/" + mesh_id + "/invites", body.dump(), std::string());
   if (!answer) co_return fail(answer.error());
   const Json doc = Json::parse(*answer, nullptr, false);
   if (!doc.is_object() || str(doc, "url").empty()) co_return fail(Errc::malformed, "the broker's answer lacks url");
   co_return InviteCreated{invite_id, str(doc, "url"), expires};
 }
 
-asio::awaitable<Result<Membership>> BrokerApi::join(std::string invite_id, std::string display_name) {
-  const Json body{{"displayName", std::move(display_name)}};
-  auto answer = co_await call("POST", "/v1/invites/" + invite_id + "/claim", body.dump());
+asio::awaitable<Result<std::vector<MemberEntry>>> BrokerApi::members(std::string mesh_id) {
+  auto answer = co_await impl_->call("GET", "/v1/meshes/" + mesh_id + "/members", std::string(), std::string());
   if (!answer) co_return fail(answer.error());
-  co_return membership_from(Json::parse(*answer, nullptr, false), http_base_);
+  const Json doc = Json::parse(*answer, nullptr, false);
+  if (!doc.is_object() || !doc.contains("members") || !doc["members"].is_array()) {
+    co_return fail(Errc::malformed, "the broker's answer lacks members");
+  }
+  std::vector<MemberEntry> members;
+  for (const auto& m : doc["members"]) {
+    if (!m.is_object()) continue;
+    MemberEntry entry{str(m, "pubkey"), str(m, "displayName"), str(m, "role"), {}, true};
+    if (auto groups = m.find("groups"); groups != m.end() && groups->is_array()) {
+      for (const auto& g : *groups) {
+        if (g.is_string()) entry.groups.push_back(g.get<std::string>());
+      }
+    }
+    entry.active = !(m.value("revoked", false) || m.value("banned", false));
+    if (!entry.pubkey.empty()) members.push_back(std::move(entry));
+  }
+  co_return members;
 }
 
-}  // namespace claudemesh::transport
+asio::awaitable<Result<Membership>> BrokerApi::join(std::string invite_id, std::string display_name) {
+  const Json body{{"displayName", std::move(display_name)}};
+  auto answer = co_await impl_->call("POST", "/v1/invites/" + invite_id + "/claim", body.dump(), std::string());
+  if (!answer) co_return fail(answer.error());
+  co_return membership_from(Json::parse(*answer, nullptr, false), impl_->http_base);
+}
+
+}  // namespace claudemesh

@@ -252,7 +252,7 @@ BrokerClient::BrokerClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) 
 BrokerClient::~BrokerClient() {
   try {
     if (impl_) impl_->stop();
-  } catch (...) {  // a throwing log or state callback must not escape a destructor
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a throwing log or state callback must not escape
   }
 }
 

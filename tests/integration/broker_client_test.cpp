@@ -26,7 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-BrokerClientConfig client_config(const transport::Membership& m, std::string name) {
+BrokerClientConfig client_config(const Membership& m, std::string name) {
   BrokerClientConfig config;
   config.url = m.ws_url;
   config.mesh_id = m.mesh_id;
@@ -35,17 +35,6 @@ BrokerClientConfig client_config(const transport::Membership& m, std::string nam
   config.backoff_initial = 50ms;
   config.backoff_max = 200ms;
   return config;
-}
-
-asio::awaitable<bool> wait_until(std::function<bool()> condition, std::chrono::milliseconds limit = 5s) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    timer.expires_after(5ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-  co_return true;
 }
 
 // A DM from `from` to `to`, sealed and fingerprinted as a daemon would.

@@ -6,10 +6,12 @@
 #include <claudemesh/broker.hpp>
 #include <claudemesh/identity.hpp>
 
-#include "transport/broker_api.hpp"
+#include <claudemesh/broker_api.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <doctest/doctest.h>
 
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -77,27 +80,60 @@ void run_bounded(asio::io_context& io, Coroutine coroutine, std::chrono::seconds
   REQUIRE_MESSAGE(finished, "the test coroutine did not finish in time");
 }
 
+/// Polls `condition` every 5 ms until it holds or `limit` passes. @returns whether it held.
+inline asio::awaitable<bool> wait_until(std::function<bool()> condition,
+                                        std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    timer.expires_after(std::chrono::milliseconds(5));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
 /// A mesh with an owner and one more member, created through the broker's HTTP API.
 struct TwoMembers {
-  transport::Membership owner;
-  transport::Membership member;
+  Membership owner;
+  Membership member;
 };
+
+/// Invites `joiner` into the owner's mesh and joins it.
+inline asio::awaitable<Membership> invite_and_join(std::string base, const Identity& owner,
+                                                              std::string mesh_id, const Identity& joiner,
+                                                              std::string name) {
+  auto executor = co_await asio::this_coro::executor;
+  auto owner_api = BrokerApi::connect(executor, base, owner);
+  REQUIRE(owner_api);
+  const std::string role = "member";
+  auto invite = co_await (*owner_api)->create_invite(std::move(mesh_id), role, 3600, 1);
+  REQUIRE_MESSAGE(invite, (invite ? "" : invite.error().describe()));
+  auto ref = parse_invite_url(invite->url);
+  REQUIRE(ref);
+  auto joiner_api = BrokerApi::connect(executor, ref->http_base, joiner);
+  REQUIRE(joiner_api);
+  auto joined = co_await (*joiner_api)->join(ref->invite_id, std::move(name));
+  REQUIRE_MESSAGE(joined, (joined ? "" : joined.error().describe()));
+  co_return *joined;
+}
 
 inline asio::awaitable<TwoMembers> create_two_member_mesh(std::string base, const Identity& owner,
                                                           const Identity& member) {
   auto executor = co_await asio::this_coro::executor;
-  auto owner_api = transport::BrokerApi::connect(executor, base, owner);
+  auto owner_api = BrokerApi::connect(executor, base, owner);
   REQUIRE(owner_api);
   const std::string mesh_name = "test-mesh";
   const std::string owner_name = "alice";
-  auto mesh = co_await (*owner_api)->create_mesh(mesh_name, owner_name);
+  const std::string no_token;
+  auto mesh = co_await (*owner_api)->create_mesh(mesh_name, owner_name, no_token);
   REQUIRE_MESSAGE(mesh, (mesh ? "" : mesh.error().describe()));
   const std::string role = "member";
   auto invite = co_await (*owner_api)->create_invite(mesh->mesh_id, role, 3600, 5);
   REQUIRE_MESSAGE(invite, (invite ? "" : invite.error().describe()));
-  auto ref = transport::parse_invite_url(invite->url);
+  auto ref = parse_invite_url(invite->url);
   REQUIRE(ref);
-  auto member_api = transport::BrokerApi::connect(executor, ref->http_base, member);
+  auto member_api = BrokerApi::connect(executor, ref->http_base, member);
   REQUIRE(member_api);
   const std::string member_name = "bob";
   auto joined = co_await (*member_api)->join(ref->invite_id, member_name);

@@ -9,6 +9,8 @@
 #include <SQLiteCpp/Database.h>
 #include <doctest/doctest.h>
 
+#include "support/files.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -16,6 +18,9 @@
 #include <sys/stat.h>
 
 using namespace claudemesh;
+using claudemesh::testing::mode_of;
+using claudemesh::testing::read_all;
+using claudemesh::testing::write_all;
 using namespace claudemesh::store;
 using namespace claudemesh::store::conformance;
 using claudemesh::test::TempDir;
@@ -36,22 +41,6 @@ struct SqliteFile {
   TempDir dir;
   std::unique_ptr<BrokerStore> store = open_or_fail(dir.path() / "broker.db");
 };
-
-mode_t mode_of(const std::filesystem::path& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 0777;
-}
-
-std::string read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-void write_all(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-  ::chmod(path.c_str(), 0600);
-}
 
 std::int64_t pragma(const std::filesystem::path& path, const char* sql) {
   SQLite::Database raw(path.string(), SQLite::OPEN_READONLY);

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// The outbox's rules that need no database: what a valid send is, the §4.5.1 idempotency decision for an
+// existing row, and the retry backoff. Pure functions (the randomness is a parameter), unit-tested on their
+// own; store/outbox.cpp applies them inside its transactions.
+#pragma once
+
+#include <claudemesh/outbox.hpp>
+#include <claudemesh/result.hpp>
+#include <claudemesh/system.hpp>
+
+#include <cstdint>
+#include <string_view>
+
+namespace claudemesh::store {
+
+/// 1–128 printable ASCII characters (0x21–0x7e): no spaces, no control characters, no NUL.
+bool is_client_message_id(std::string_view id) noexcept;
+
+/// Checks everything `Outbox::accept()` requires of `send` (an empty `client_message_id` is allowed: the
+/// outbox mints one). @returns `Errc::invalid_value` naming the first problem.
+Result<void> validate_send(const OutboxSend& send);
+
+/// Constant-time equality of two fingerprints (unequal lengths compare false).
+bool same_fingerprint(std::string_view a, std::string_view b) noexcept;
+
+/// The idempotency table's decision for a send whose client message id already names `existing`.
+OutboxAccept decide_existing(OutboxRow existing, bool same_fingerprint);
+
+/// The retry delay after attempt number `attempts` (1 for the first): min(cap, base * 2^(attempts-1)),
+/// scaled by 1 - jitter + 2 * jitter * `unit`, never above cap * (1 + jitter). `unit` is in [0, 1); the
+/// jitter is clamped to [0, 1] and a negative base or cap counts as 0.
+std::int64_t backoff_delay_ms(const OutboxConfig& config, int attempts, double unit) noexcept;
+
+/// A number uniform in [0, 1) from 53 bits of `rng` (the system CSPRNG when empty).
+double random_unit(const RandomSource& rng);
+
+}  // namespace claudemesh::store
