@@ -270,7 +270,16 @@ TEST_CASE("a WebSocket that refuses a message the peer is still sending closes w
 
 // Descriptor exhaustion: a connect says so (not "operation aborted"), and the accept loop neither spins nor
 // stops — it pauses, and serves the waiting client once descriptors are free again.
-TEST_CASE("running out of file descriptors: connect names the cause, accept backs off and recovers") {
+// Under the sanitizers this cannot run: UndefinedBehaviorSanitizer checks memory with a pipe() and, with no
+// descriptor left for it, reports a valid asio object as having an invalid vptr.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool descriptor_exhaustion_unsupported = true;
+#else
+constexpr bool descriptor_exhaustion_unsupported = false;
+#endif
+
+TEST_CASE("running out of file descriptors: connect names the cause, accept backs off and recovers" *
+          doctest::skip(descriptor_exhaustion_unsupported)) {
   asio::io_context io;
   http::Router router;
   router.add("GET", "/health", [](http::Request&) -> asio::awaitable<http::HttpResponse> {
