@@ -67,10 +67,9 @@ Result<std::shared_ptr<MeshLink>> MeshLink::create(const asio::any_io_executor& 
   return link;
 }
 
-void MeshLink::log(std::string_view event, const std::string& fields_json) const {
+void MeshLink::log(std::string_view event, nlohmann::json fields) const {
   if (!config_.log) return;
-  Json line = Json::parse(fields_json, nullptr, false);
-  if (!line.is_object()) line = Json::object();
+  Json line = fields.is_object() ? std::move(fields) : Json::object();
   line["event"] = event;
   line["mesh"] = config_.mesh_id;
   config_.log(dump(line));
@@ -193,7 +192,8 @@ asio::awaitable<void> MeshLink::drain() {
       if (claimed) {
         rows = std::move(*claimed);
       } else {
-        log("drain_claim_failed", dump(Json{{"message", claimed.error().message}}));
+        Json fields{{"message", claimed.error().message}};  // named: no braced temporaries in coroutines (g++ 12)
+        log("drain_claim_failed", std::move(fields));
       }
     }
     if (!rows.empty()) {
@@ -230,16 +230,17 @@ asio::awaitable<void> MeshLink::send_row(OutboxRow row, std::shared_ptr<std::siz
   auto receipt = co_await client_->send(std::move(message));
   if (receipt) {
     if (auto marked = outbox_.mark_sent(row.id, receipt->message_id); !marked) {
-      log("drain_mark_failed", dump(Json{{"row", row.id}, {"message", marked.error().message}}));
+      Json fields{{"row", row.id}, {"message", marked.error().message}};
+      log("drain_mark_failed", std::move(fields));
     }
   } else {
     const bool permanent = is_permanent_send_error(receipt.error());
     auto status = outbox_.mark_failed(row.id, receipt.error(), permanent);
-    log(permanent ? "drain_permanent_failure" : "drain_send_failed",
-        dump(Json{{"row", row.id},
-                  {"code", receipt.error().wire_code()},
-                  {"message", receipt.error().message},
-                  {"status", status ? std::string(to_string(*status)) : std::string("unknown")}}));
+    Json fields{{"row", row.id},
+                {"code", receipt.error().wire_code()},
+                {"message", receipt.error().message},
+                {"status", status ? std::string(to_string(*status)) : std::string("unknown")}};
+    log(permanent ? "drain_permanent_failure" : "drain_send_failed", std::move(fields));
   }
   if (--*outstanding == 0) all_done->cancel();
 }
@@ -277,12 +278,12 @@ void MeshLink::receive(IncomingMessage message) {
   } else {
     // Kept (and acknowledged) so the user sees that something arrived, with the reason it cannot be read.
     row.meta_json = dump(Json{{"error", opened.error().wire_code()}, {"message", opened.error().message}});
-    log("inbound_decrypt_failed", dump(Json{{"messageId", message.message_id}, {"sender", message.sender_pubkey}}));
+    log("inbound_decrypt_failed", Json{{"messageId", message.message_id}, {"sender", message.sender_pubkey}});
   }
   auto stored = inbox_.store(row);
   if (!stored) {
     // Not durable: do not acknowledge, so the broker delivers it again.
-    log("inbox_store_failed", dump(Json{{"messageId", message.message_id}, {"message", stored.error().message}}));
+    log("inbox_store_failed", Json{{"messageId", message.message_id}, {"message", stored.error().message}});
     return;
   }
   client_->acknowledge(message);

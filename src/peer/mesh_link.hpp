@@ -21,6 +21,7 @@
 #include <claudemesh/broker_api.hpp>
 
 #include <asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
 
 #include <functional>
 #include <memory>
@@ -81,7 +82,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   asio::awaitable<void> send_row(OutboxRow row, std::shared_ptr<std::size_t> outstanding,
                                  std::shared_ptr<asio::steady_timer> all_done);
   void receive(IncomingMessage message);
-  void log(std::string_view event, const std::string& fields_json) const;
+  void log(std::string_view event, nlohmann::json fields) const;
 
   asio::any_io_executor executor_;
   Identity member_;

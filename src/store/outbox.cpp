@@ -19,6 +19,7 @@
 //   outbox_by_time    (enqueued_at_ms, id): list() of every status.
 //   client_message_id has its own UNIQUE index: accept()'s lookup, and the guarantee that an id names at
 //   most one row, ever.
+#include "core/backoff.hpp"
 #include "store/outbox_rules.hpp"
 #include "store/sqlite_database.hpp"
 
@@ -445,7 +446,7 @@ Result<OutboxStatus> Outbox::mark_failed(std::string_view id, const Error& error
         impl_->set_failed(id, OutboxStatus::dead, "max_attempts: " + last_error, std::nullopt);
         return OutboxStatus::dead;
       }
-      const double unit = store::random_unit(impl_->config.rng);
+      const double unit = core::random_unit(impl_->config.rng);
       const std::int64_t delay = store::backoff_delay_ms(impl_->config, attempts, unit);
       const std::int64_t retry_at = saturating_add(impl_->now(), delay);
       impl_->set_failed(id, OutboxStatus::pending, last_error, retry_at);

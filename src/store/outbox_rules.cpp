@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "store/outbox_rules.hpp"
 
+#include "core/backoff.hpp"
+
 #include <claudemesh/bytes.hpp>
 
 #include <nlohmann/json.hpp>
@@ -107,22 +109,7 @@ OutboxAccept decide_existing(OutboxRow existing, bool same_fingerprint) {
 }
 
 std::int64_t backoff_delay_ms(const OutboxConfig& config, int attempts, double unit) noexcept {
-  const double jitter = std::isnan(config.backoff_jitter) ? 0.0 : std::clamp(config.backoff_jitter, 0.0, 1.0);
-  const double spread = std::isnan(unit) ? 0.5 : std::clamp(unit, 0.0, 1.0);
-  const auto base = static_cast<double>(std::max<std::int64_t>(config.backoff_base.count(), 0));
-  const auto cap = static_cast<double>(std::max<std::int64_t>(config.backoff_cap.count(), 0));
-  // 2^62 ms is far past any cap, and keeps ldexp's result finite.
-  const double nominal = std::min(cap, std::ldexp(base, std::clamp(attempts - 1, 0, 62)));
-  const double delay = std::min(nominal * (1.0 - jitter + 2.0 * jitter * spread), cap * (1.0 + jitter));
-  return std::llround(delay);
-}
-
-double random_unit(const RandomSource& rng) {
-  std::array<std::uint8_t, 8> bytes{};
-  fill_random(rng, bytes);
-  std::uint64_t draw = 0;
-  for (const auto byte : bytes) draw = (draw << 8U) | byte;
-  return std::ldexp(static_cast<double>(draw >> 11U), -53);
+  return core::backoff_ms(config.backoff_base, config.backoff_cap, config.backoff_jitter, attempts, unit);
 }
 
 }  // namespace store

@@ -26,12 +26,9 @@ bool same_fingerprint(std::string_view a, std::string_view b) noexcept;
 /// The idempotency table's decision for a send whose client message id already names `existing`.
 OutboxAccept decide_existing(OutboxRow existing, bool same_fingerprint);
 
-/// The retry delay after attempt number `attempts` (1 for the first): min(cap, base * 2^(attempts-1)),
-/// scaled by 1 - jitter + 2 * jitter * `unit`, never above cap * (1 + jitter). `unit` is in [0, 1); the
-/// jitter is clamped to [0, 1] and a negative base or cap counts as 0.
+/// The retry delay after attempt number `attempts` (1 for the first): `core::backoff_ms()` with the
+/// config's base, cap and jitter.
 std::int64_t backoff_delay_ms(const OutboxConfig& config, int attempts, double unit) noexcept;
 
-/// A number uniform in [0, 1) from 53 bits of `rng` (the system CSPRNG when empty).
-double random_unit(const RandomSource& rng);
 
 }  // namespace claudemesh::store

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "transport/broker_session.hpp"
 
+#include "core/backoff.hpp"
+
 #include <claudemesh/error.hpp>
 
 #include <algorithm>
@@ -363,17 +365,10 @@ std::optional<std::int64_t> BrokerSession::next_deadline() const {
 }
 
 std::chrono::milliseconds BrokerSession::reconnect_delay() const {
-  // 1, 2, 4, 8, 16, 30, 30 ... s by default: initial·2^(failures-1), capped, then scaled by 1 ± jitter.
-  const int exponent = std::clamp(failures_ - 1, 0, 30);
-  const double base = std::min(static_cast<double>(config_.backoff_initial.count()) * std::ldexp(1.0, exponent),
-                               static_cast<double>(config_.backoff_max.count()));
-  std::array<std::uint8_t, 4> raw{};
-  fill_random(config_.rng, raw);
-  const std::uint32_t bits = static_cast<std::uint32_t>(raw[0]) | static_cast<std::uint32_t>(raw[1]) << 8U |
-                             static_cast<std::uint32_t>(raw[2]) << 16U | static_cast<std::uint32_t>(raw[3]) << 24U;
-  const double unit = std::ldexp(static_cast<double>(bits), -32);  // [0, 1)
-  const double factor = 1.0 + config_.backoff_jitter * (2.0 * unit - 1.0);
-  return std::chrono::milliseconds(std::llround(std::max(0.0, base * factor)));
+  // 1, 2, 4, 8, 16, 30, 30 ... s by default, scaled by 1 ± jitter.
+  return std::chrono::milliseconds(core::backoff_ms(config_.backoff_initial, config_.backoff_max,
+                                                    config_.backoff_jitter, std::max(failures_, 1),
+                                                    core::random_unit(config_.rng)));
 }
 
 // ---- frame readers ----

@@ -5,6 +5,7 @@
 #include <claudemesh/outbox.hpp>
 
 #include "store/outbox_rules.hpp"
+#include "core/backoff.hpp"
 
 #include "../core/test_support.hpp"
 
@@ -503,8 +504,8 @@ TEST_SUITE("outbox") {
     CHECK(store::backoff_delay_ms(odd, 3, 0.0) == 0);
     odd.backoff_base = -5ms;
     CHECK(store::backoff_delay_ms(odd, 3, 0.9) == 0);
-    CHECK(store::random_unit(test::fixed_random({0x00})) == 0.0);
-    const double high = store::random_unit(test::fixed_random({0xff}));
+    CHECK(core::random_unit(test::fixed_random({0x00})) == 0.0);
+    const double high = core::random_unit(test::fixed_random({0xff}));
     CHECK(high < 1.0);
     CHECK(high > 0.9999);
   }

@@ -26,9 +26,9 @@ BrokerClientConfig config_for(std::string mesh = "mesh-1") {
   config.member_id = "member-1";
   config.display_name = "alice";
   config.session_id = "daemon-42";
-  config.rng = [](std::span<std::uint8_t> out) {  // 0x80000000: exactly the middle, no jitter
+  config.rng = [](std::span<std::uint8_t> out) {  // 0x8000...: exactly the middle, no jitter
     std::ranges::fill(out, std::uint8_t{0});
-    out.back() = 0x80;
+    out.front() = 0x80;
   };
   return config;
 }
