@@ -8,6 +8,8 @@
 
 #include <claudemesh/broker_api.hpp>
 
+#include "support/files.hpp"
+
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -24,26 +26,6 @@
 #include <string>
 
 namespace claudemesh::testing {
-
-/// A directory under the system temp dir, removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "claudemesh-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 /// A broker listening on 127.0.0.1 with its SQLite store in `data_dir`. `port` 0 picks one; pass the old
 /// port to restart "the same" broker.
