@@ -427,7 +427,7 @@ TEST_CASE("when a batch's commit fails, every operation in it gets unavailable a
   CHECK(stored(store, "after"));
 }
 
-TEST_CASE("when a batch cannot begin, its operations do not run and get unavailable; the next batch works") {
+TEST_CASE("when a batch cannot begin, its operations do not run and get unavailable - the next batch works") {
   asio::io_context io;
   auto failing = std::make_unique<FailingStore>(memory_store());
   FailingStore& store = *failing;
@@ -462,7 +462,7 @@ TEST_CASE("when a batch cannot begin, its operations do not run and get unavaila
   for (std::size_t i = 0; i < callers; ++i) CHECK_FALSE(stored(store, mesh_id(i)));
 }
 
-TEST_CASE("stop() runs what is queued; later calls complete with unavailable without running") {
+TEST_CASE("stop() runs what is queued - later calls complete with unavailable without running") {
   asio::io_context io;
   auto owned = memory_store();
   BrokerStore& store = *owned;

@@ -172,7 +172,7 @@ TEST_CASE("required_string returns the value, and names what is wrong otherwise"
   }
 }
 
-TEST_CASE("a string field longer than its limit is invalid_value; exactly the limit is accepted") {
+TEST_CASE("a string field longer than its limit is invalid_value - exactly the limit is accepted") {
   const Json frame = {{"s", std::string(16, 'x')}, {"multibyte", "\xc3\xa9\xc3\xa9"}};  // 2 chars, 4 bytes
   CHECK(wire::required_string(frame, "s", 16));
   CHECK(wire::optional_string(frame, "s", 16));

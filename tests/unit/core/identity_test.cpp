@@ -128,7 +128,7 @@ TEST_SUITE("identity") {
     CHECK_FALSE(parse_identity_kind("Member"));
   }
 
-  TEST_CASE("clone duplicates the keys; sign uses them") {
+  TEST_CASE("clone duplicates the keys - sign uses them") {
     auto id = Identity::generate(IdentityKind::member);
     auto copy = id.clone();
     CHECK(copy.public_key() == id.public_key());

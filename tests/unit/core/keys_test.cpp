@@ -35,7 +35,7 @@ TEST_SUITE("keys") {
     CHECK(a.public_key != c.public_key);
   }
 
-  TEST_CASE("sign and verify; any change to message, key or signature fails") {
+  TEST_CASE("sign and verify - any change to message, key or signature fails") {
     auto pair = SigningKeyPair::generate();
     auto other = SigningKeyPair::generate();
     auto sig = sign(pair.secret_key, as_bytes("message"));

@@ -121,7 +121,7 @@ TEST_SUITE("session attestation") {
     CHECK(code_of(verify_session_attestation(*att, kNow + 5000)) == Errc::expired);
   }
 
-  TEST_CASE("more than 24 h ahead is ttl_too_long; exactly 24 h is fine") {
+  TEST_CASE("more than 24 h ahead is ttl_too_long - exactly 24 h is fine") {
     auto att = attest_session(parent, session.public_key(), kNow + max_attestation_ttl_ms);
     CHECK(verify_session_attestation(*att, kNow));
     att = attest_session(parent, session.public_key(), kNow + max_attestation_ttl_ms + 1);
@@ -158,7 +158,7 @@ TEST_SUITE("session attestation") {
     CHECK(code_of(verify_session_attestation(widened, kNow)) == Errc::bad_signature);
   }
 
-  TEST_CASE("v2 caps are order- and case-insensitive; an empty list is distinct from no list") {
+  TEST_CASE("v2 caps are order- and case-insensitive - an empty list is distinct from no list") {
     const std::vector<std::string> a{"dm", "Broadcast"}, b{"broadcast", "DM"};
     CHECK(session_attestation_v2_string("p", "s", 1, a) == session_attestation_v2_string("p", "s", 1, b));
     CHECK(session_attestation_v2_string("p", "s", 1, a) == "claudemesh-session-attest-v2|p|s|1|broadcast,dm");
@@ -302,7 +302,7 @@ TEST_SUITE("signed requests") {
   const auto other = make(41);
   const std::string body = R"({"name":"ops"})";
 
-  TEST_CASE("a signed request verifies; its canonical string has the domain prefix and the body digest") {
+  TEST_CASE("a signed request verifies - its canonical string has the domain prefix and the body digest") {
     const auto proof = sign_request(caller, "POST", "/v1/meshes", kNow, body);
     CHECK(proof.pubkey == caller.public_key().hex());
     CHECK(code_of(verify_request(proof, "POST", "/v1/meshes", body, kNow + 59'000)) == Errc::ok);

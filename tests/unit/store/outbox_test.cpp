@@ -697,7 +697,7 @@ TEST_SUITE("outbox") {
     CHECK(claimed[0].target_spec == old.target_spec);
   }
 
-  TEST_CASE("outbox requeue: done and aborted rows are forbidden; inflight needs force") {
+  TEST_CASE("outbox requeue: done and aborted rows are forbidden - inflight needs force") {
     const Harness h;
     auto outbox = h.open();
     const auto done = accept_ok(outbox, make_send("cm-done")).row.id;
@@ -731,7 +731,7 @@ TEST_SUITE("outbox") {
     CHECK(accept_ok(outbox, make_send("cm-2")).outcome == Outcome::queued);  // the new id is the live row
   }
 
-  TEST_CASE("outbox requeue: a new id that already has a row is idempotency_key_reused; unknown rows not_found") {
+  TEST_CASE("outbox requeue: a new id that already has a row is idempotency_key_reused - unknown rows not_found") {
     const Harness h;
     auto outbox = h.open();
     accept_ok(outbox, make_send("cm-1"));

@@ -278,7 +278,7 @@ TEST_CASE("no hello_ack within 5 s closes the attempt, which then backs off") {
   CHECK(session.state() == TransportState::reconnecting);
 }
 
-TEST_CASE("kicked, banned and refusals a reconnect cannot cure stop the client; others retry") {
+TEST_CASE("kicked, banned and refusals a reconnect cannot cure stop the client - others retry") {
   const auto member = Identity::generate(IdentityKind::member);
   struct Case {
     std::uint16_t code;
@@ -308,7 +308,7 @@ TEST_CASE("kicked, banned and refusals a reconnect cannot cure stop the client; 
   }
 }
 
-TEST_CASE("a hello refused with an error frame records why; a final refusal stops, a transient one retries") {
+TEST_CASE("a hello refused with an error frame records why - a final refusal stops, a transient one retries") {
   const auto member = Identity::generate(IdentityKind::member);
   {
     BrokerSession session(member, std::nullopt, {}, config_for());

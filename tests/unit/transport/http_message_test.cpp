@@ -43,7 +43,7 @@ TEST_CASE("iequals folds ASCII case only") {
   }
 }
 
-TEST_CASE("get finds the first field by case-insensitive name; get_all finds every one in order") {
+TEST_CASE("get finds the first field by case-insensitive name - get_all finds every one in order") {
   const auto headers = make({{"Accept", "a"}, {"X-Dup", "1"}, {"x-dup", "2"}, {"Empty", ""}, {"X-DUP", "3"}});
   CHECK(headers.get("accept") == "a");
   CHECK(headers.get("X-Dup") == "1");

@@ -160,7 +160,7 @@ TEST_SUITE("http parser") {
     }
   }
 
-  TEST_CASE("header fields keep their order, case and duplicates; values lose surrounding whitespace") {
+  TEST_CASE("header fields keep their order, case and duplicates - values lose surrounding whitespace") {
     const auto out = parse_request(wire("GET / HTTP/1.1|Host: a|X-Pad: \t a b \t|X-Empty:|x-dup: 1|X-Dup: 2|X-Utf8: caf\xc3\xa9||"));
     REQUIRE(out.state == State::message_complete);
     const std::vector<Headers::Field> expected{

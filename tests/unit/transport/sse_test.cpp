@@ -137,7 +137,7 @@ TEST_SUITE("sse") {
     }
   }
 
-  TEST_CASE("event, data, id and retry fields build the event; others are ignored") {
+  TEST_CASE("event, data, id and retry fields build the event - others are ignored") {
     const SseEvent add{.event = "add", .data = "1"};
     check_streams({
         {"event: add\ndata: 1\n\n", {add}},
@@ -338,7 +338,7 @@ TEST_SUITE("sse") {
     CHECK(parse(stream) == events);
   }
 
-  TEST_CASE("a line exactly at max_line_bytes is accepted; one byte more is payload_too_large") {
+  TEST_CASE("a line exactly at max_line_bytes is accepted - one byte more is payload_too_large") {
     const ParserLimits limits{.max_line_bytes = 16};
     const std::string at_limit = "data: 0123456789";  // 16 bytes; the line ending does not count
     const struct {
@@ -369,7 +369,7 @@ TEST_SUITE("sse") {
     }
   }
 
-  TEST_CASE("event data exactly at max_event_bytes is accepted; one byte more is payload_too_large") {
+  TEST_CASE("event data exactly at max_event_bytes is accepted - one byte more is payload_too_large") {
     const ParserLimits limits{.max_event_bytes = 8};
     const struct {
       std::string stream;

@@ -308,7 +308,7 @@ TEST_SUITE("ws frame codec") {
     CHECK(std::get<ProtocolViolation>(events[0]).code == close_code::invalid_payload);
   }
 
-  TEST_CASE("a UTF-8 sequence split across fragments is valid; a broken one is 1007") {
+  TEST_CASE("a UTF-8 sequence split across fragments is valid - a broken one is 1007") {
     const Bytes split = concat({raw_frame(0x01, "price \xE2", true), raw_frame(0x00, "\x82", true),
                                 raw_frame(0x80, "\xAC!", true)});
     CHECK(decode(Role::server, split) == "text:price \xE2\x82\xAC!");
