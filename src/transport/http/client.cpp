@@ -93,6 +93,9 @@ asio::awaitable<Result<HttpResponse>> HttpClient::exchange(HttpRequest request,
       while (!pending.empty() && parser.state() != ResponseParser::State::error &&
              parser.state() != ResponseParser::State::message_complete) {
         pending = pending.subspan(parser.feed(pending));
+        // The head may complete in the middle of a read, with body bytes behind it in the same read: note
+        // it here, or a stream whose first bytes arrived with the head would never be handed out.
+        if (parser.state() == ResponseParser::State::headers_complete) head_delivered = true;
         if (parser.state() == ResponseParser::State::headers_complete && pending.empty()) break;
       }
     }
