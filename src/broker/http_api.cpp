@@ -3,6 +3,7 @@
 // Every mutating or member-only route is a signed request (`claudemesh-request-v1`), checked for skew and
 // replay before anything else.
 #include "broker/broker_impl.hpp"
+#include "transport/http/status.hpp"
 
 #include <claudemesh/password.hpp>
 #include <claudemesh/signatures.hpp>
@@ -24,44 +25,6 @@ namespace {
 constexpr std::size_t kMaxInviteUses = 1000;
 constexpr std::int64_t kReplayWindowMs = 2 * max_clock_skew_ms + 1000;
 
-int status_for(Errc code) {
-  switch (code) {
-    case Errc::malformed:
-    case Errc::wrong_type:
-    case Errc::missing_field:
-    case Errc::invalid_value:
-    case Errc::duplicate_key:
-    case Errc::invalid_target:
-      return 400;
-    case Errc::unauthorized:
-    case Errc::replayed:
-    case Errc::timestamp_skew:
-    case Errc::bad_signature:
-      return 401;
-    case Errc::forbidden:
-    case Errc::not_a_member:
-    case Errc::revoked:
-      return 403;
-    case Errc::not_found:
-      return 404;
-    case Errc::already_exists:
-    case Errc::idempotency_key_reused:
-      return 409;
-    case Errc::expired:
-    case Errc::exhausted:
-      return 410;
-    case Errc::payload_too_large:
-      return 413;
-    case Errc::rate_limited:
-      return 429;
-    case Errc::capacity:
-    case Errc::unavailable:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
 http::HttpResponse json_response(int status, const Json& body) {
   http::HttpResponse response;
   response.status = status;
@@ -71,7 +34,7 @@ http::HttpResponse json_response(int status, const Json& body) {
 }
 
 http::HttpResponse error_response(const Error& error) {
-  return json_response(status_for(error.errc()),
+  return json_response(http::status_for(error.errc()),
                        Json{{"error", {{"code", wire_name(error.errc())}, {"message", error.message}}}});
 }
 

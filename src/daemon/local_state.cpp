@@ -186,12 +186,6 @@ HostIdentity read_host_identity(const std::vector<std::filesystem::path>& machin
   return host;
 }
 
-std::optional<ClonePolicy> parse_clone_policy(std::string_view text) noexcept {
-  if (text == "refuse") return ClonePolicy::refuse;
-  if (text == "warn") return ClonePolicy::warn;
-  if (text == "allow") return ClonePolicy::allow;
-  return std::nullopt;
-}
 
 Result<HostCheck> check_host(const std::filesystem::path& path, const HostIdentity& current, std::int64_t now_ms) {
   std::error_code ec;
@@ -219,3 +213,14 @@ Result<void> accept_host(const std::filesystem::path& path, const HostIdentity& 
 }
 
 }  // namespace claudemesh::daemon
+
+namespace claudemesh {
+
+std::optional<ClonePolicy> parse_clone_policy(std::string_view text) noexcept {
+  if (text == "refuse") return ClonePolicy::refuse;
+  if (text == "warn") return ClonePolicy::warn;
+  if (text == "allow") return ClonePolicy::allow;
+  return std::nullopt;
+}
+
+}  // namespace claudemesh

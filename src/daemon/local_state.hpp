@@ -14,6 +14,7 @@
 //   continued silently).
 #pragma once
 
+#include <claudemesh/daemon.hpp>
 #include <claudemesh/result.hpp>
 #include <claudemesh/system.hpp>
 
@@ -24,17 +25,7 @@
 
 namespace claudemesh::daemon {
 
-/// Where the daemon keeps its state.
-struct DaemonFiles {
-  std::filesystem::path root;
-  [[nodiscard]] std::filesystem::path lock() const { return root / "daemon.lock"; }
-  [[nodiscard]] std::filesystem::path socket() const { return root / "daemon.sock"; }
-  [[nodiscard]] std::filesystem::path token() const { return root / "local-token"; }
-  [[nodiscard]] std::filesystem::path outbox() const { return root / "outbox.db"; }
-  [[nodiscard]] std::filesystem::path inbox() const { return root / "inbox.db"; }
-  [[nodiscard]] std::filesystem::path log() const { return root / "daemon.log"; }
-  [[nodiscard]] std::filesystem::path host_fingerprint() const { return root / "host_fingerprint.json"; }
-};
+using claudemesh::DaemonFiles;
 
 /// An exclusive flock on a lock file, released when the object (or the process) goes away.
 class SingletonLock {
@@ -77,8 +68,8 @@ struct HostIdentity {
 HostIdentity read_host_identity(const std::vector<std::filesystem::path>& machine_id_files,
                                 const std::filesystem::path& net_dir);
 
-enum class ClonePolicy { refuse, warn, allow };
-std::optional<ClonePolicy> parse_clone_policy(std::string_view text) noexcept;
+using claudemesh::ClonePolicy;
+using claudemesh::parse_clone_policy;
 
 /// The stored fingerprint compared with the current host.
 struct HostCheck {

@@ -61,8 +61,11 @@ Result<std::shared_ptr<MeshLink>> MeshLink::create(const asio::any_io_executor& 
   link->client_->on_message([weak](IncomingMessage message) {
     if (auto self = weak.lock()) self->receive(std::move(message));
   });
-  link->client_->on_state([weak](TransportState) {
-    if (auto self = weak.lock()) self->wake();
+  link->client_->on_state([weak](TransportState state) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->wake();
+    if (self->state_handler_) self->state_handler_(state);
   });
   return link;
 }

@@ -46,6 +46,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
  public:
   using MessageHandler = std::function<void(const InboxMessage&)>;
   using EventHandler = std::function<void(std::string_view event, std::string_view data_json)>;
+  using StateHandler = std::function<void(TransportState)>;
 
   static Result<std::shared_ptr<MeshLink>> create(const asio::any_io_executor& executor, Identity member, LinkConfig config,
                                                   Outbox& outbox, Inbox& inbox);
@@ -60,6 +61,8 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
 
   void on_message(MessageHandler handler) { message_handler_ = std::move(handler); }
   void on_event(EventHandler handler) { event_handler_ = std::move(handler); }
+  /// Called on every change of the broker connection's state.
+  void on_state(StateHandler handler) { state_handler_ = std::move(handler); }
 
   [[nodiscard]] BrokerClient& client() noexcept { return *client_; }
   [[nodiscard]] const Identity& identity() const noexcept { return member_; }
@@ -98,6 +101,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   std::chrono::steady_clock::time_point member_cache_at_{};
   MessageHandler message_handler_;
   EventHandler event_handler_;
+  StateHandler state_handler_;
 };
 
 }  // namespace claudemesh::peer

@@ -374,7 +374,8 @@ Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t 
   if (!impl_) return moved_from("claim");
   if (limit == 0) return std::vector<OutboxRow>{};
   return guarded("claim", [&]() -> Result<std::vector<OutboxRow>> {
-    return store::in_immediate_transaction(impl_->db, [&]() -> Result<std::vector<OutboxRow>> {
+    // Not fsynced: recovery redoes it (see in_unsynced_transaction).
+    return store::in_unsynced_transaction(impl_->db, impl_->config.fsync, [&]() -> Result<std::vector<OutboxRow>> {
       const std::int64_t now = impl_->now();
       auto& st = impl_->statements;
       {
@@ -411,7 +412,8 @@ Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t 
 Result<void> Outbox::mark_sent(std::string_view id, std::string_view broker_message_id) {
   if (!impl_) return moved_from("mark_sent");
   return guarded("mark_sent", [&]() -> Result<void> {
-    return store::in_immediate_transaction(impl_->db, [&]() -> Result<void> {
+    // Not fsynced: recovery redoes it (see in_unsynced_transaction).
+    return store::in_unsynced_transaction(impl_->db, impl_->config.fsync, [&]() -> Result<void> {
       auto& update = impl_->statements.mark_sent;
       const Use use(update);
       update.bind(1, impl_->now());
@@ -426,7 +428,8 @@ Result<void> Outbox::mark_sent(std::string_view id, std::string_view broker_mess
 Result<OutboxStatus> Outbox::mark_failed(std::string_view id, const Error& error, bool permanent) {
   if (!impl_) return moved_from("mark_failed");
   return guarded("mark_failed", [&]() -> Result<OutboxStatus> {
-    return store::in_immediate_transaction(impl_->db, [&]() -> Result<OutboxStatus> {
+    // Not fsynced: recovery redoes it (see in_unsynced_transaction).
+    return store::in_unsynced_transaction(impl_->db, impl_->config.fsync, [&]() -> Result<OutboxStatus> {
       int attempts = 0;
       {
         auto& query = impl_->statements.inflight_attempts;

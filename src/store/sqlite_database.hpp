@@ -58,6 +58,14 @@ class Use {
 template <class F>
 auto in_immediate_transaction(SQLite::Database& db, F&& body) -> decltype(body());
 
+/// `in_immediate_transaction`, but committed without waiting for the disk when the database is
+/// `synchronous=FULL` (`full_sync`): for writes a crash may lose because recovery redoes them — an outbox
+/// claim (inflight rows go back to pending on open) or a mark_sent (the broker deduplicates the resend).
+/// Under WAL the next FULL commit syncs these frames too, in order, so nothing after them is durable
+/// without them.
+template <class F>
+auto in_unsynced_transaction(SQLite::Database& db, bool full_sync, F&& body) -> decltype(body());
+
 }  // namespace claudemesh::store
 
 #include "store/sqlite_database_inl.hpp"

@@ -6,6 +6,7 @@
 
 #include <exception>
 #include <string>
+#include <utility>
 
 namespace claudemesh::store {
 
@@ -28,6 +29,14 @@ auto in_immediate_transaction(SQLite::Database& db, F&& body) -> decltype(body()
     db.tryExec("ROLLBACK");
     return fail(Errc::io_error, e.what());
   }
+}
+
+template <class F>
+auto in_unsynced_transaction(SQLite::Database& db, bool full_sync, F&& body) -> decltype(body()) {
+  if (full_sync) db.tryExec("PRAGMA synchronous = NORMAL");
+  auto result = in_immediate_transaction(db, std::forward<F>(body));
+  if (full_sync) db.tryExec("PRAGMA synchronous = FULL");
+  return result;
 }
 
 }  // namespace claudemesh::store
