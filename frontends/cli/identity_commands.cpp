@@ -58,7 +58,10 @@ int run_show(const GlobalOptions& options, const std::string& file) {
   auto id = Identity::load(path);
   if (!id) {
     if (id.error() == Errc::not_found) {
-      return report_error(options, Error(Errc::not_found, path.string() + " does not exist; run: claudemesh keygen"));
+      // Exit 1, not 3: exit 3 is for unknown meshes, targets and messages.
+      return report(options, Failure{.code = "not_found",
+                                     .message = path.string() + " does not exist; run: claudemesh keygen",
+                                     .exit_code = exit_failure});
     }
     return report_error(options, id.error());
   }
