@@ -14,7 +14,7 @@
 #include <vector>
 
 using namespace claudemesh;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -54,21 +54,21 @@ void run(const std::filesystem::path& dir, bool fsync, int count) {
   std::vector<double> accept_us;
   for (int i = 0; i < count; ++i) {
     const auto send = sample(i);
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     auto accepted = outbox->accept(send);
-    accept_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    accept_us.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - start).count());
     if (!accepted || !accepted->inserted) std::exit(1);
   }
   report(fsync ? "accept, synchronous=FULL" : "accept, synchronous=NORMAL", accept_us);
   std::vector<double> row_us;
   for (;;) {
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     auto rows = outbox->claim("mesh-1", 32);
     if (!rows || rows->empty()) break;
     for (const auto& row : *rows) {
       if (!outbox->mark_sent(row.id, "broker-" + row.id)) std::exit(1);
     }
-    const double per_row = std::chrono::duration<double, std::micro>(Clock::now() - start).count() /
+    const double per_row = std::chrono::duration<double, std::micro>(SteadyClock::now() - start).count() /
                            static_cast<double>(rows->size());
     row_us.push_back(per_row);
   }

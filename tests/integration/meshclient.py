@@ -441,14 +441,15 @@ class BrokerProcess:
         self._listening = threading.Event()
         self._reader = None
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, port=0):
+        """Start it; `port` 0 picks a free one (pass the old port to restart "the same" broker)."""
         os.makedirs(self.data_dir, exist_ok=True)
         self._listening.clear()
         self.port = None
         stderr = open(self.stderr_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [self.binary, "--listen", f"{HOST}:0", "--data-dir", self.data_dir, *self.args],
+                [self.binary, "--listen", f"{HOST}:{port}", "--data-dir", self.data_dir, *self.args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
         finally:
             stderr.close()
