@@ -173,7 +173,10 @@ class CLAUDEMESH_API Outbox {
   /// Claim up to `limit` rows of `mesh` that are due (pending with `next_attempt_at <= now`, or inflight
   /// with an expired lease), oldest first: each becomes `inflight`, `attempts + 1`, leased for
   /// `claim_lease`. Rows older than `max_age` are marked `dead` (`expired`) instead of claimed.
-  Result<std::vector<OutboxRow>> claim(std::string_view mesh, std::size_t limit = 32);
+  /// Each sending connection has its own lane: `sender_session` empty claims the rows the member's own
+  /// connection sends; a session key claims only the rows that must leave on that session's connection.
+  Result<std::vector<OutboxRow>> claim(std::string_view mesh, std::size_t limit = 32,
+                                       std::string_view sender_session = {});
 
   /// The broker accepted row `id` as `broker_message_id`: `inflight` → `done`.
   /// @returns `Errc::not_found` if there is no inflight row with that id (e.g. it was requeued meanwhile).
@@ -202,7 +205,7 @@ class CLAUDEMESH_API Outbox {
   Result<std::vector<OutboxDepth>> depths();
 
   /// When `mesh` next has a due row (ms since epoch), or `std::nullopt` if it has none pending or inflight.
-  Result<std::optional<std::int64_t>> next_due_ms(std::string_view mesh);
+  Result<std::optional<std::int64_t>> next_due_ms(std::string_view mesh, std::string_view sender_session = {});
 
   /// How many `inflight` rows `open()` moved back to `pending`.
   [[nodiscard]] std::size_t recovered_on_open() const noexcept;

@@ -125,6 +125,85 @@ void Daemon::Impl::attach_handlers(daemon::MeshState& mesh) {
   });
 }
 
+namespace {
+
+// "@name:role" or "name" (as sessions register them) → a presence group.
+std::vector<PeerInfo::Group> presence_groups(const std::vector<std::string>& registered) {
+  std::vector<PeerInfo::Group> groups;
+  for (std::string_view text : registered) {
+    if (text.starts_with('@')) text.remove_prefix(1);
+    const auto colon = text.find(':');
+    PeerInfo::Group group;
+    group.name = std::string(text.substr(0, colon));
+    if (colon != std::string_view::npos) group.role = std::string(text.substr(colon + 1));
+    if (!group.name.empty()) groups.push_back(std::move(group));
+  }
+  return groups;
+}
+
+constexpr std::int64_t attestation_ttl_ms = std::int64_t{12} * 60 * 60 * 1000;  // the reference's 12 h
+
+}  // namespace
+
+Result<void> Daemon::Impl::start_session_link(daemon::MeshState& mesh, const daemon::SessionInfo& info,
+                                              Identity session, SessionAttestation attestation) {
+  const std::string pubkey = session.public_key().hex();
+  stop_session_link(pubkey);
+  peer::LinkConfig link_config;
+  link_config.mesh_id = mesh.mesh_id;
+  link_config.member_id = mesh.link->config().member_id;
+  link_config.broker_url = mesh.link->config().broker_url;
+  link_config.display_name = info.display_name;
+  link_config.ca_file = mesh.link->config().ca_file;
+  link_config.client = config.client;
+  link_config.client.session_id = info.session_id;
+  link_config.client.pid = info.pid;
+  link_config.client.cwd = info.cwd;
+  link_config.client.role = info.role;
+  link_config.client.groups = presence_groups(info.groups);
+  link_config.log = config.log;
+  // The daemon holds the member key, so it renews the session's attestation itself.
+  auto parent = std::make_shared<Identity>(mesh.link->identity().clone());
+  const PublicKey session_key = session.public_key();
+  AttestationSource renew = [parent, session_key](std::int64_t now) {
+    return attest_session(*parent, session_key, now + attestation_ttl_ms);
+  };
+  session_keys.insert_or_assign(pubkey, daemon::SessionKey{session.clone(), attestation.expires_at_ms});
+  auto link = peer::MeshLink::create_session(executor, mesh.link->identity().clone(), std::move(session),
+                                             std::move(attestation), std::move(renew), std::move(link_config), outbox,
+                                             inbox);
+  if (!link) return fail(link.error());
+  std::weak_ptr<Impl> weak = shared_from_this();
+  const std::string slug = mesh.slug;
+  (*link)->on_message([weak, slug](const InboxMessage& message) {
+    auto self = weak.lock();
+    if (!self) return;
+    ++self->counters.messages_received;
+    self->publish("message", slug, daemon::message_json(message, slug), message.recipient_pubkey,
+                  message.recipient_kind);
+  });
+  session_links.insert_or_assign(pubkey, daemon::SessionLinkState{info.token, slug, *link});
+  ++counters.session_links_started;
+  log("session_link_started", Json{{"session_id", info.session_id}, {"mesh", slug}, {"session_pubkey", pubkey}});
+  asio::co_spawn(executor, (*link)->run(), asio::detached);
+  return {};
+}
+
+void Daemon::Impl::stop_session_link(std::string_view session_pubkey) {
+  if (session_pubkey.empty()) return;
+  const auto found = session_links.find(session_pubkey);
+  if (found == session_links.end()) return;
+  found->second.link->stop();
+  log("session_link_stopped", Json{{"session_pubkey", found->first}, {"mesh", found->second.mesh_slug}});
+  session_links.erase(found);
+}
+
+std::shared_ptr<peer::MeshLink> Daemon::Impl::session_link(std::string_view session_pubkey) const {
+  if (session_pubkey.empty()) return nullptr;
+  const auto found = session_links.find(session_pubkey);
+  return found == session_links.end() ? nullptr : found->second.link;
+}
+
 void Daemon::Impl::apply_profile(daemon::MeshState& mesh) {
   if (!mesh.wanted_status && !mesh.wanted_summary && !mesh.wanted_visible) return;
   auto link = mesh.link;
@@ -150,6 +229,7 @@ asio::awaitable<void> Daemon::Impl::reap_loop() {
     if (stopping) break;
     for (const auto& gone : sessions.sweep(now_ms(), probe)) {
       ++counters.sessions_reaped;
+      stop_session_link(gone.session_pubkey);
       log("session_reaped", Json{{"session_id", gone.session_id}, {"pid", gone.pid}});
     }
   }
@@ -163,6 +243,10 @@ asio::awaitable<void> Daemon::Impl::prune_loop() {
     std::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping) break;
+    const std::int64_t now = now_ms();
+    std::erase_if(session_keys, [this, now](const auto& entry) {
+      return entry.second.expires_at_ms < now && !session_links.contains(entry.first);
+    });
     if (auto removed = inbox.prune(); removed) {
       if (*removed > 0) log("inbox_prune_completed", Json{{"removed", *removed}});
     } else {
@@ -253,7 +337,16 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const asio::any_io_executor& execut
     state.link = std::move(*link);
     impl->meshes.push_back(std::move(state));
   }
-  for (auto& mesh : impl->meshes) impl->attach_handlers(mesh);
+  for (auto& mesh : impl->meshes) {
+    impl->attach_handlers(mesh);
+    std::weak_ptr<Impl> weak = impl;
+    mesh.link->key_for([weak](std::string_view session_pubkey) -> const Identity* {
+      auto self = weak.lock();
+      if (!self) return nullptr;
+      const auto found = self->session_keys.find(session_pubkey);
+      return found == self->session_keys.end() ? nullptr : &found->second.key;
+    });
+  }
   impl->router = daemon::make_ipc_router(*impl);
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
@@ -318,6 +411,8 @@ void Daemon::stop() {
   impl.stopping = true;
   if (impl.server) impl.server->stop();
   for (auto& mesh : impl.meshes) mesh.link->stop();
+  for (auto& [pubkey, session] : impl.session_links) session.link->stop();
+  impl.session_links.clear();
   impl.bus.close();
   impl.reap_timer.cancel();
   impl.prune_timer.cancel();

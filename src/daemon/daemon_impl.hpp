@@ -42,6 +42,20 @@ struct MeshState {
   std::optional<bool> wanted_visible;
 };
 
+/// A launched session's own broker connection (registered with `presence`).
+struct SessionLinkState {
+  std::string token;       // the registry entry it belongs to
+  std::string mesh_slug;
+  std::shared_ptr<peer::MeshLink> link;
+};
+
+/// A session key the daemon can still open copies with: kept after the session is gone (the broker falls
+/// back to the member for a gone session) until its attestation expires.
+struct SessionKey {
+  Identity key;
+  std::int64_t expires_at_ms = 0;
+};
+
 /// Counters for /v1/metrics.
 struct DaemonCounters {
   std::uint64_t ipc_requests = 0;
@@ -52,6 +66,7 @@ struct DaemonCounters {
   std::uint64_t messages_received = 0;    // new inbox rows
   std::uint64_t events_published = 0;
   std::uint64_t sessions_reaped = 0;
+  std::uint64_t session_links_started = 0;
 };
 
 }  // namespace claudemesh::daemon
@@ -72,6 +87,8 @@ struct Daemon::Impl : std::enable_shared_from_this<Daemon::Impl> {
   std::vector<daemon::MeshState> meshes;
   daemon::EventBus bus;
   daemon::SessionRegistry sessions;
+  std::map<std::string, daemon::SessionLinkState, std::less<>> session_links;  // by session pubkey
+  std::map<std::string, daemon::SessionKey, std::less<>> session_keys;         // by session pubkey
   daemon::DaemonCounters counters;
   std::optional<transport::http::Router> router;  // built by open(), handed to the server by run()
   std::unique_ptr<transport::http::Server> server;
@@ -91,6 +108,13 @@ struct Daemon::Impl : std::enable_shared_from_this<Daemon::Impl> {
   void publish(std::string kind, std::string mesh, daemon::Json data, std::string recipient_pubkey = {},
                std::string recipient_kind = {});
   void attach_handlers(daemon::MeshState& mesh);
+  /// Start the broker connection of a registered session (`info.session_pubkey` set) in `mesh`.
+  Result<void> start_session_link(daemon::MeshState& mesh, const daemon::SessionInfo& info, Identity session,
+                                  SessionAttestation attestation);
+  /// Close the session's connection, if it has one (its key stays in `session_keys`).
+  void stop_session_link(std::string_view session_pubkey);
+  /// The session's own link, or nullptr when it registered without presence or is gone.
+  [[nodiscard]] std::shared_ptr<peer::MeshLink> session_link(std::string_view session_pubkey) const;
   void apply_profile(daemon::MeshState& mesh);
   asio::awaitable<void> reap_loop();
   asio::awaitable<void> prune_loop();

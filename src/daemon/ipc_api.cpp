@@ -426,7 +426,12 @@ class IpcApi {
     auto mesh = mesh_for_write(*mesh_name, session);
     if (!mesh) return mesh_error(mesh.error());
     const std::string slug = (*mesh)->slug;
+    // A session with its own presence sends on its own connection (the broker attributes the message to
+    // the session key); otherwise the member's connection sends.
     auto link = (*mesh)->link;  // keeps the link while we wait
+    if (session != nullptr && session->mesh == slug) {
+      if (auto own = d_.session_link(session->session_pubkey)) link = std::move(own);
+    }
     return SendPlan{link, slug, std::move(**to), std::move(**message), std::move(options)};
   }
 
@@ -769,6 +774,54 @@ class IpcApi {
                                       {"new_client_message_id", done->new_client_message_id}});
   }
 
+  struct SessionPresence {
+    Identity session;
+    SessionAttestation attestation;
+  };
+
+  // `presence: {session_pubkey, session_secret_key, parent_attestation: {session_pubkey,
+  // parent_member_pubkey, expires_at, signature}}`: the session key (its secret, so the daemon can open
+  // what is sealed to it) and the member's attestation for it, checked here so that a bad one is a clear
+  // 400 now rather than a refused hello later.
+  static Result<SessionPresence> parse_presence(const Json& presence, const std::string& member_pubkey) {
+    if (!presence.is_object()) return fail(Errc::wrong_type, "\"presence\" must be an object");
+    const auto text = [&](const Json& object, const char* name) -> std::string {
+      const auto found = object.find(name);
+      return found != object.end() && found->is_string() ? found->get<std::string>() : std::string();
+    };
+    const std::string secret = text(presence, "session_secret_key");
+    if (secret.empty()) return fail(Errc::missing_field, "presence needs \"session_secret_key\" (128 hex)");
+    auto keys = SigningKeyPair::from_secret_hex(secret);
+    if (!keys) return fail(keys.error(), "presence.session_secret_key");
+    auto session = Identity::from_key_pair(IdentityKind::session, std::move(*keys));
+    if (!session) return fail(session.error());
+    const std::string pubkey = session->public_key().hex();
+    if (const auto claimed = text(presence, "session_pubkey"); !claimed.empty() && claimed != pubkey) {
+      return fail(Errc::invalid_value, "presence.session_pubkey is not the key of presence.session_secret_key");
+    }
+    const auto att = presence.find("parent_attestation");
+    if (att == presence.end() || !att->is_object()) {
+      return fail(Errc::missing_field, "presence needs \"parent_attestation\"");
+    }
+    SessionAttestation attestation;
+    attestation.session_pubkey = text(*att, "session_pubkey");
+    attestation.parent_pubkey = text(*att, "parent_member_pubkey");
+    attestation.signature = text(*att, "signature");
+    if (const auto expires = att->find("expires_at"); expires != att->end() && expires->is_number_integer()) {
+      attestation.expires_at_ms = expires->get<std::int64_t>();
+    }
+    if (attestation.session_pubkey != pubkey) {
+      return fail(Errc::attestation_mismatch, "the attestation is for another session key");
+    }
+    if (attestation.parent_pubkey != member_pubkey) {
+      return fail(Errc::attestation_mismatch, "the attestation is not signed by this mesh's member key");
+    }
+    if (auto valid = verify_session_attestation(attestation, now_ms()); !valid) {
+      return fail(valid.error(), "presence.parent_attestation");
+    }
+    return SessionPresence{std::move(*session), std::move(attestation)};
+  }
+
   Response sessions_register(http::Request& request) {
     auto body = body_object(request);
     if (!body) return error_from(body.error());
@@ -798,16 +851,34 @@ class IpcApi {
         if (g.is_string()) info.groups.push_back(g.get<std::string>());
       }
     }
-    if (const auto presence = body->find("presence"); presence != body->end() && presence->is_object()) {
-      info.session_pubkey = presence->value("session_pubkey", "");
+    std::optional<SessionPresence> presence;
+    if (const auto field = body->find("presence"); field != body->end() && !field->is_null()) {
+      auto parsed = parse_presence(*field, (*mesh)->member_pubkey);
+      if (!parsed) return error_from(parsed.error());
+      info.session_pubkey = parsed->session.public_key().hex();
+      presence = std::move(*parsed);
     }
     info.start_time = LinuxProcessProbe().start_time(info.pid);
     if (!info.start_time) return error_response(400, "invalid_value", "no process " + std::to_string(info.pid) + " is running");
     info.registered_at_ms = now_ms();
     auto added = d_.sessions.add(info);
     if (!added) return error_from(added.error());
-    d_.log("session_registered", Json{{"session_id", info.session_id}, {"mesh", info.mesh}, {"pid", info.pid}});
-    return json_response(200, Json{{"ok", true}, {"session_id", info.session_id}, {"mesh", info.mesh}});
+    for (const auto& replaced : *added) d_.stop_session_link(replaced.session_pubkey);
+    d_.log("session_registered", Json{{"session_id", info.session_id}, {"mesh", info.mesh}, {"pid", info.pid},
+                                      {"presence", presence.has_value()}});
+    if (presence) {
+      if (auto started = d_.start_session_link(**mesh, info, std::move(presence->session),
+                                               std::move(presence->attestation));
+          !started) {
+        d_.sessions.remove_by_token(info.token);
+        return error_from(started.error());
+      }
+    }
+    return json_response(200, Json{{"ok", true},
+                                   {"session_id", info.session_id},
+                                   {"mesh", info.mesh},
+                                   {"presence", presence.has_value()},
+                                   {"session_pubkey", info.session_pubkey}});
   }
 
   Response sessions_me(http::Request& request) {

@@ -39,22 +39,53 @@ MeshLink::MeshLink(asio::any_io_executor executor, Identity member, LinkConfig c
       inbox_(inbox),
       wake_(executor_) {}
 
-Result<std::shared_ptr<MeshLink>> MeshLink::create(const asio::any_io_executor& executor, Identity member, LinkConfig config,
-                                                   Outbox& outbox, Inbox& inbox) {
+namespace {
+
+BrokerClientConfig client_config(const LinkConfig& link) {
+  BrokerClientConfig client = link.client;
+  client.url = link.broker_url;
+  client.mesh_id = link.mesh_id;
+  client.member_id = link.member_id;
+  client.display_name = link.display_name;
+  client.ca_file = link.ca_file;
+  if (!client.log) client.log = link.log;
+  return client;
+}
+
+Result<void> check_config(const LinkConfig& config) {
   if (config.mesh_id.empty() || config.member_id.empty() || config.broker_url.empty()) {
     return fail(Errc::invalid_value, "a mesh link needs a mesh id, a member id and a broker URL");
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::shared_ptr<MeshLink>> MeshLink::create(const asio::any_io_executor& executor, Identity member, LinkConfig config,
+                                                   Outbox& outbox, Inbox& inbox) {
+  if (auto ok = check_config(config); !ok) return fail(ok.error());
   auto link = std::make_shared<MeshLink>(executor, std::move(member), std::move(config), outbox, inbox);
-  BrokerClientConfig client = link->config_.client;
-  client.url = link->config_.broker_url;
-  client.mesh_id = link->config_.mesh_id;
-  client.member_id = link->config_.member_id;
-  client.display_name = link->config_.display_name;
-  client.ca_file = link->config_.ca_file;
-  if (!client.log) client.log = link->config_.log;
-  link->client_ = BrokerClient::for_member(executor, link->member_.clone(), std::move(client));
-  auto api = BrokerApi::connect(executor, http_base_for(link->config_.broker_url), link->member_,
-                                           link->config_.ca_file);
+  auto client = BrokerClient::for_member(executor, link->member_.clone(), client_config(link->config_));
+  return assemble(std::move(link), std::move(client));
+}
+
+Result<std::shared_ptr<MeshLink>> MeshLink::create_session(const asio::any_io_executor& executor, Identity member,
+                                                           Identity session, SessionAttestation attestation,
+                                                           AttestationSource renew, LinkConfig config, Outbox& outbox,
+                                                           Inbox& inbox) {
+  if (auto ok = check_config(config); !ok) return fail(ok.error());
+  auto link = std::make_shared<MeshLink>(executor, std::move(member), std::move(config), outbox, inbox);
+  link->session_ = std::move(session);
+  auto client = BrokerClient::for_session(executor, link->session_->clone(), std::move(attestation), std::move(renew),
+                                          client_config(link->config_));
+  return assemble(std::move(link), std::move(client));
+}
+
+Result<std::shared_ptr<MeshLink>> MeshLink::assemble(std::shared_ptr<MeshLink> link,
+                                                     std::unique_ptr<BrokerClient> client) {
+  link->client_ = std::move(client);
+  auto api = BrokerApi::connect(link->executor_, http_base_for(link->config_.broker_url), link->member_,
+                                link->config_.ca_file);
   if (!api) return fail(api.error());
   link->api_ = std::move(*api);
   std::weak_ptr<MeshLink> weak = link;
@@ -122,7 +153,7 @@ asio::awaitable<Result<MeshLink::Sealed>> MeshLink::seal(std::string target_text
   if (target->kind == TargetKind::pubkey) {
     auto recipient = PublicKey::from_hex(target->value);
     if (!recipient) co_return fail(recipient.error());
-    auto sealed = keys_.seal(member_, *recipient, plaintext);
+    auto sealed = keys_.seal(own(), *recipient, plaintext);
     if (!sealed) co_return fail(sealed.error());
     co_return Sealed{"dm", target->value, dump(Json{{"nonce", sealed->nonce}, {"ciphertext", sealed->ciphertext}}), 1};
   }
@@ -142,7 +173,7 @@ asio::awaitable<Result<MeshLink::Sealed>> MeshLink::seal(std::string target_text
     }
     auto key = PublicKey::from_hex(m.pubkey);
     if (!key) continue;
-    auto sealed = keys_.seal(member_, *key, plaintext);
+    auto sealed = keys_.seal(own(), *key, plaintext);
     if (!sealed) co_return fail(sealed.error());
     bodies.push_back(Json{{"to", m.pubkey}, {"nonce", sealed->nonce}, {"ciphertext", sealed->ciphertext}});
   }
@@ -174,6 +205,7 @@ asio::awaitable<Result<SendResult>> MeshLink::send(std::string target, std::stri
   row.target_spec = sealed->target_spec;
   row.priority = options.priority;
   row.reply_to_id = options.reply_to_id;
+  row.sender_session_pubkey = lane();
   row.sealed = sealed->sealed_json;
   row.payload_bytes = static_cast<std::int64_t>(body.size());
   auto accepted = outbox_.accept(row);
@@ -191,7 +223,7 @@ asio::awaitable<void> MeshLink::drain() {
   while (!stopping_) {
     std::vector<OutboxRow> rows;
     if (client_->state() == TransportState::open) {
-      auto claimed = outbox_.claim(config_.mesh_id, config_.drain_window);
+      auto claimed = outbox_.claim(config_.mesh_id, config_.drain_window, lane());
       if (claimed) {
         rows = std::move(*claimed);
       } else {
@@ -210,7 +242,7 @@ asio::awaitable<void> MeshLink::drain() {
     // Nothing due: sleep until the next row is due, a row is accepted, or the connection changes state.
     std::chrono::milliseconds wait = std::chrono::seconds(60);
     if (client_->state() == TransportState::open) {
-      if (auto due = outbox_.next_due_ms(config_.mesh_id); due && *due) {
+      if (auto due = outbox_.next_due_ms(config_.mesh_id, lane()); due && *due) {
         wait = std::chrono::milliseconds(std::clamp<std::int64_t>(**due - now_ms(), 1, 60'000));
       }
     }
@@ -251,6 +283,12 @@ asio::awaitable<void> MeshLink::send_row(OutboxRow row, std::shared_ptr<std::siz
 // ---- receive side ----
 
 void MeshLink::receive(IncomingMessage message) {
+  const std::string own_key = own().public_key().hex();
+  if (session_ && (message.is_system() || message.sender_pubkey == own_key)) {
+    // The member's link publishes system events; a session hears its own sends echoed.
+    client_->acknowledge(message);
+    return;
+  }
   if (message.is_system()) {
     // Events about our own keys are noise: a member hearing its own connection join.
     const Json data = Json::parse(message.event_data_json, nullptr, false);
@@ -270,11 +308,21 @@ void MeshLink::receive(IncomingMessage message) {
   row.priority = message.priority;
   row.reply_to_id = message.reply_to_id;
   row.created_at_ms = message.created_at_ms;
-  row.recipient_pubkey = message.recipient_pubkey.empty() ? member_.public_key().hex() : message.recipient_pubkey;
-  row.recipient_kind = "member";
+  row.recipient_pubkey = message.recipient_pubkey.empty() ? own_key : message.recipient_pubkey;
+  // A member link may be handed a copy sealed to one of its sessions (the session had gone): open it with
+  // that session's key when the daemon still knows it.
+  const Identity* opener = &own();
+  if (session_ || row.recipient_pubkey != own_key) {
+    row.recipient_kind = "session";
+    if (!session_ && key_for_) {
+      if (const Identity* key = key_for_(row.recipient_pubkey)) opener = key;
+    }
+  } else {
+    row.recipient_kind = "member";
+  }
   row.received_at_ms = now_ms();
   auto sender = PublicKey::from_hex(message.sender_pubkey);
-  Result<Bytes> opened = sender ? keys_.open(member_, *sender, SealedMessage{message.nonce, message.ciphertext})
+  Result<Bytes> opened = sender ? keys_.open(*opener, *sender, SealedMessage{message.nonce, message.ciphertext})
                                 : Result<Bytes>(fail(sender.error()));
   if (opened) {
     row.body.assign(opened->begin(), opened->end());

@@ -8,6 +8,12 @@
 //   receive side  every push is opened with the member key, stored in the Inbox, then acknowledged —
 //                 duplicates too — and reported once, when newly stored.
 //
+// A session link is the same for a launched session: it connects with `session_hello`, seals and opens
+// with the session key, drains only the rows that session sent (its outbox lane), stores what it receives
+// for the session (`recipient_kind` "session"), and leaves system events and its own echoes to the member's
+// link. A member link opens a copy sealed to one of its sessions' keys (a session that has gone, whose
+// copy the broker fell back to the member) with the key `key_for` finds.
+//
 // A mesh whose broker is down never holds up another link: each link drains only its own mesh's rows.
 // Thread safety: everything on the link's executor. Distinct objects: safe. Shared objects: unsafe.
 #pragma once
@@ -25,6 +31,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,9 +54,17 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   using MessageHandler = std::function<void(const InboxMessage&)>;
   using EventHandler = std::function<void(std::string_view event, std::string_view data_json)>;
   using StateHandler = std::function<void(TransportState)>;
+  /// The secret of one of the member's session keys (64 lowercase hex), or nullptr.
+  using KeyLookup = std::function<const Identity*(std::string_view session_pubkey)>;
 
   static Result<std::shared_ptr<MeshLink>> create(const asio::any_io_executor& executor, Identity member, LinkConfig config,
                                                   Outbox& outbox, Inbox& inbox);
+  /// A launched session's link. `member` signs the broker HTTP API requests (member listing for
+  /// broadcasts); `renew` mints attestations when the current one nears expiry.
+  static Result<std::shared_ptr<MeshLink>> create_session(const asio::any_io_executor& executor, Identity member,
+                                                          Identity session, SessionAttestation attestation,
+                                                          AttestationSource renew, LinkConfig config, Outbox& outbox,
+                                                          Inbox& inbox);
 
   /// Runs the broker connection and the drain until stop().
   asio::awaitable<void> run();
@@ -63,16 +78,27 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   void on_event(EventHandler handler) { event_handler_ = std::move(handler); }
   /// Called on every change of the broker connection's state.
   void on_state(StateHandler handler) { state_handler_ = std::move(handler); }
+  /// Member links: where to find a session key's secret for copies sealed to a session.
+  void key_for(KeyLookup lookup) { key_for_ = std::move(lookup); }
 
   [[nodiscard]] BrokerClient& client() noexcept { return *client_; }
   [[nodiscard]] const Identity& identity() const noexcept { return member_; }
+  /// The key this link seals, opens and is present with: the session key for a session link.
+  [[nodiscard]] const Identity& own() const noexcept { return session_ ? *session_ : member_; }
+  [[nodiscard]] bool is_session() const noexcept { return session_.has_value(); }
   [[nodiscard]] const std::string& mesh_id() const noexcept { return config_.mesh_id; }
+  [[nodiscard]] const LinkConfig& config() const noexcept { return config_; }
   /// Wake the drain (a row was accepted elsewhere, e.g. by a requeue).
   void wake() { wake_.cancel(); }
 
   MeshLink(asio::any_io_executor executor, Identity member, LinkConfig config, Outbox& outbox, Inbox& inbox);
 
  private:
+  static Result<std::shared_ptr<MeshLink>> assemble(std::shared_ptr<MeshLink> link,
+                                                    std::unique_ptr<BrokerClient> client);
+  /// The outbox lane this link drains: empty for the member, the session key for a session.
+  [[nodiscard]] std::string lane() const { return session_ ? session_->public_key().hex() : std::string(); }
+
   struct Sealed {
     std::string channel;      // "dm", "broadcast", "group"
     std::string target_spec;
@@ -89,6 +115,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
 
   asio::any_io_executor executor_;
   Identity member_;
+  std::optional<Identity> session_;
   LinkConfig config_;
   Outbox& outbox_;
   Inbox& inbox_;
@@ -102,6 +129,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   MessageHandler message_handler_;
   EventHandler event_handler_;
   StateHandler state_handler_;
+  KeyLookup key_for_;
 };
 
 }  // namespace claudemesh::peer

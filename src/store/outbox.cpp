@@ -9,12 +9,13 @@
 // functions and returned as `Errc::io_error`; none escapes.
 //
 // Schema (migration 1; see `migrations` below), one table `outbox`, one row per accepted message:
-//   outbox_queue      (mesh, enqueued_at_ms, id, next_attempt_at_ms) WHERE pending or inflight: claim walks
-//                     one mesh's unsent rows in accept order and stops at its limit, skipping rows still backing
-//                     off on the index alone (a claim costs its limit, not the backlog, when a backlog is due all
-//                     at once, as after an outage); claim's expiry of rows past max_age is a range of it. Per
-//                     mesh, so a backlog in one mesh costs another nothing.
-//   outbox_due        (mesh, next_attempt_at_ms) WHERE pending or inflight: next_due_ms() is one index seek.
+//   outbox_queue      (mesh, sender_session_pubkey, enqueued_at_ms, id, next_attempt_at_ms) WHERE pending or
+//                     inflight: claim walks one lane's unsent rows (a mesh, and the member's connection or one
+//                     session's) in accept order and stops at its limit, skipping rows still backing off on the
+//                     index alone (a claim costs its limit, not the backlog, when a backlog is due all at once, as
+//                     after an outage). Per lane, so a backlog in one mesh or session costs another nothing.
+//   outbox_due        (mesh, sender_session_pubkey, next_attempt_at_ms) WHERE pending or inflight: next_due_ms()
+//                     is one index seek.
 //   outbox_by_status  (status, enqueued_at_ms, id): list() of one status, open()'s inflight recovery.
 //   outbox_by_time    (enqueued_at_ms, id): list() of every status.
 //   client_message_id has its own UNIQUE index: accept()'s lookup, and the guarantee that an id names at
@@ -73,9 +74,10 @@ CREATE TABLE outbox (
   aborted_by            TEXT,
   superseded_by         TEXT
 ) STRICT;
-CREATE INDEX outbox_queue ON outbox (mesh, enqueued_at_ms, id, next_attempt_at_ms)
+CREATE INDEX outbox_queue ON outbox (mesh, sender_session_pubkey, enqueued_at_ms, id, next_attempt_at_ms)
   WHERE status IN ('pending', 'inflight');
-CREATE INDEX outbox_due ON outbox (mesh, next_attempt_at_ms) WHERE status IN ('pending', 'inflight');
+CREATE INDEX outbox_due ON outbox (mesh, sender_session_pubkey, next_attempt_at_ms)
+  WHERE status IN ('pending', 'inflight');
 CREATE INDEX outbox_by_status ON outbox (status, enqueued_at_ms, id);
 CREATE INDEX outbox_by_time ON outbox (enqueued_at_ms, id);
 )sql",
@@ -109,8 +111,8 @@ struct Statements {
                                CLAUDEMESH_OUTBOX_ACTIVE " AND enqueued_at_ms <= ?3"};
   // Pinned to outbox_queue: without statistics SQLite prefers outbox_due and sorts every due row by age.
   SQLite::Statement due{db, "SELECT " CLAUDEMESH_OUTBOX_COLUMNS " FROM outbox INDEXED BY outbox_queue "
-                            "WHERE mesh = ?1 AND " CLAUDEMESH_OUTBOX_ACTIVE " AND next_attempt_at_ms <= ?2 "
-                            "ORDER BY enqueued_at_ms, id LIMIT ?3"};
+                            "WHERE mesh = ?1 AND sender_session_pubkey IS ?4 AND " CLAUDEMESH_OUTBOX_ACTIVE
+                            " AND next_attempt_at_ms <= ?2 ORDER BY enqueued_at_ms, id LIMIT ?3"};
   SQLite::Statement lease{db, "UPDATE outbox SET status = 'inflight', attempts = attempts + 1, "
                               "next_attempt_at_ms = ?1 WHERE id = ?2"};
   SQLite::Statement mark_sent{db,
@@ -132,7 +134,7 @@ struct Statements {
                            "SELECT mesh, status, COUNT(*), MIN(enqueued_at_ms) FROM outbox "
                            "GROUP BY mesh, status ORDER BY mesh, status"};
   SQLite::Statement next_due{db, "SELECT MIN(next_attempt_at_ms) FROM outbox WHERE mesh = ?1 AND "
-                                 CLAUDEMESH_OUTBOX_ACTIVE};
+                                 "sender_session_pubkey IS ?2 AND " CLAUDEMESH_OUTBOX_ACTIVE};
 };
 
 #undef CLAUDEMESH_OUTBOX_COLUMNS
@@ -370,7 +372,7 @@ Result<OutboxAccept> Outbox::accept(const OutboxSend& send) {
   });
 }
 
-Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t limit) {
+Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t limit, std::string_view sender_session) {
   if (!impl_) return moved_from("claim");
   if (limit == 0) return std::vector<OutboxRow>{};
   return guarded("claim", [&]() -> Result<std::vector<OutboxRow>> {
@@ -391,6 +393,7 @@ Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t 
         bind_text(st.due, 1, mesh);
         st.due.bind(2, now);
         st.due.bind(3, to_int64(limit));
+        bind_text_or_null(st.due, 4, sender_session);
         rows = query_rows(st.due);
       }
       const std::int64_t lease_end = saturating_add(now, impl_->config.claim_lease.count());
@@ -549,12 +552,13 @@ Result<std::vector<OutboxDepth>> Outbox::depths() {
   });
 }
 
-Result<std::optional<std::int64_t>> Outbox::next_due_ms(std::string_view mesh) {
+Result<std::optional<std::int64_t>> Outbox::next_due_ms(std::string_view mesh, std::string_view sender_session) {
   if (!impl_) return moved_from("next_due_ms");
   return guarded("next_due_ms", [&]() -> Result<std::optional<std::int64_t>> {
     auto& query = impl_->statements.next_due;
     const Use use(query);
     bind_text(query, 1, mesh);
+    bind_text_or_null(query, 2, sender_session);
     if (!query.executeStep()) return std::nullopt;
     return optional_int(query.getColumn(0));
   });

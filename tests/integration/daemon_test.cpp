@@ -15,6 +15,8 @@
 
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -131,6 +133,21 @@ asio::awaitable<Json> inbox_with(const Ipc& ipc, std::size_t count, std::string 
   co_return inbox;
 }
 
+// Polls /v1/peers until a peer with `pubkey` is listed online (`want`) or is not (`!want`).
+asio::awaitable<bool> peer_online(const Ipc& ipc, std::string pubkey, bool want, std::chrono::milliseconds limit = 5s) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const Json listed = co_await ipc.get("/v1/peers");
+    bool online = false;
+    for (const auto& p : listed["peers"]) online = online || (p["pubkey"] == pubkey && p["online"] == true);
+    if (online == want) co_return true;
+    timer.expires_after(20ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return false;
+}
+
 // A /v1/events reader: collects events until `stop` says so or the stream ends.
 struct EventReader {
   std::vector<transport::sse::SseEvent> events;
@@ -172,6 +189,7 @@ struct TwoDaemons {
   TwoMembers mesh;
   std::unique_ptr<Daemon> alice;
   std::unique_ptr<Daemon> bob;
+  std::chrono::milliseconds reaper_interval{5'000};
 };
 
 asio::awaitable<void> start_two(TwoDaemons& t, const std::string& base, const std::filesystem::path& root) {
@@ -181,8 +199,11 @@ asio::awaitable<void> start_two(TwoDaemons& t, const std::string& base, const st
   a.push_back(daemon_mesh("team", t.mesh.owner, t.alice_id, "alice"));
   std::vector<DaemonMesh> b;
   b.push_back(daemon_mesh("team", t.mesh.member, t.bob_id, "bob"));
-  t.alice = start_daemon(executor, daemon_config(root / "alice", std::move(a)));
-  t.bob = start_daemon(executor, daemon_config(root / "bob", std::move(b)));
+  auto alice_config = daemon_config(root / "alice", std::move(a));
+  auto bob_config = daemon_config(root / "bob", std::move(b));
+  alice_config.reaper_interval = bob_config.reaper_interval = t.reaper_interval;
+  t.alice = start_daemon(executor, std::move(alice_config));
+  t.bob = start_daemon(executor, std::move(bob_config));
   REQUIRE(co_await all_open(ipc_of(*t.alice)));
   REQUIRE(co_await all_open(ipc_of(*t.bob)));
 }
@@ -535,6 +556,18 @@ TEST_CASE("daemon: IPC access rules on loopback TCP and limits on both transport
   run_bounded(io, scenario());
 }
 
+// The `presence` object a launched session registers with: its key, and its member's attestation.
+Json session_presence(const Identity& member, const Identity& session) {
+  auto attestation = attest_session(member, session.public_key(), now_ms() + 3'600'000);
+  REQUIRE(attestation);
+  return Json{{"session_pubkey", session.public_key().hex()},
+              {"session_secret_key", to_hex(session.secret_key().bytes())},
+              {"parent_attestation", Json{{"session_pubkey", attestation->session_pubkey},
+                                          {"parent_member_pubkey", attestation->parent_pubkey},
+                                          {"expires_at", attestation->expires_at_ms},
+                                          {"signature", attestation->signature}}}};
+}
+
 TEST_CASE("daemon: sessions are scoped: 1.34.11 inbox rows, 1.34.10/1.34.13 events, /v1/sessions/me") {
   asio::io_context io;
   TempDir dir;
@@ -545,17 +578,20 @@ TEST_CASE("daemon: sessions are scoped: 1.34.11 inbox rows, 1.34.10/1.34.13 even
     const Ipc bob = ipc_of(*t.bob);
     const std::string token_a(64, 'a');
     const std::string token_b(64, 'b');
-    const std::string key_a(64, '1');
-    const std::string key_b(64, '2');
-    std::vector<std::tuple<std::string, std::string, std::string>> sessions;
-    sessions.emplace_back(token_a, key_a, "sess-a");
-    sessions.emplace_back(token_b, key_b, "sess-b");
+    const auto session_a = Identity::generate(IdentityKind::session);
+    const auto session_b = Identity::generate(IdentityKind::session);
+    const std::string key_a = session_a.public_key().hex();
+    const std::string key_b = session_b.public_key().hex();
+    std::vector<std::tuple<std::string, const Identity*, std::string>> sessions;
+    sessions.emplace_back(token_a, &session_a, "sess-a");
+    sessions.emplace_back(token_b, &session_b, "sess-b");
     for (const auto& [token, key, id] : sessions) {
       Json registration{{"token", token}, {"session_id", id}, {"mesh", "team"}, {"display_name", id}, {"pid", ::getpid()}};
-      registration["presence"] = Json{{"session_pubkey", key}};
+      registration["presence"] = session_presence(t.bob_id, *key);
       auto registered = co_await bob.post("/v1/sessions/register", registration);
       INFO(registered.body);
       REQUIRE(registered.status == 200);
+      CHECK(Json::parse(registered.body)["presence"] == true);
     }
     Ipc as_a = bob;
     as_a.headers = {{"Authorization", "ClaudeMesh-Session " + token_a}};
@@ -606,6 +642,97 @@ TEST_CASE("daemon: sessions are scoped: 1.34.11 inbox rows, 1.34.10/1.34.13 even
     t.bob->stop();
   };
   run_bounded(io, scenario());
+}
+
+TEST_CASE("daemon: a session registered with presence is its own peer: listed, reached by its key, sends as itself, "
+          "reaped with its process") {
+  asio::io_context io;
+  TempDir dir;
+  auto broker = start_broker(io, dir.path() / "broker");
+  TwoDaemons t;
+  t.reaper_interval = 100ms;
+  // The launched session's process: reaped when it dies.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  auto scenario = [&]() -> asio::awaitable<void> {
+    co_await start_two(t, http_base(*broker), dir.path());
+    const Ipc alice = ipc_of(*t.alice);
+    const Ipc bob = ipc_of(*t.bob);
+    const auto session = Identity::generate(IdentityKind::session);
+    const std::string key = session.public_key().hex();
+    const std::string token(64, 'd');
+    Json registration{{"token", token}, {"session_id", "sess-live"}, {"mesh", "team"},
+                      {"display_name", "bob-session"}, {"pid", child}, {"cwd", "/tmp"}};
+    registration["groups"].push_back("@ops:lead");
+
+    // Presence the daemon cannot vouch for is refused now, with the reason.
+    registration["presence"] = session_presence(t.alice_id, session);  // attested by another member
+    auto refused = co_await bob.post("/v1/sessions/register", registration);
+    CHECK(refused.status == 400);
+    CHECK(refused.body.find("attestation_mismatch") != std::string::npos);
+    registration["presence"] = session_presence(t.bob_id, session);
+    registration["presence"]["session_secret_key"] = std::string(128, '0');
+    refused = co_await bob.post("/v1/sessions/register", registration);
+    CHECK(refused.status == 400);
+
+    registration["presence"] = session_presence(t.bob_id, session);
+    auto registered = co_await bob.post("/v1/sessions/register", registration);
+    INFO(registered.body);
+    REQUIRE(registered.status == 200);
+    REQUIRE(co_await peer_online(alice, key, true));
+    const Json listed = co_await alice.get("/v1/peers");
+    for (const auto& p : listed["peers"]) {
+      if (p["pubkey"] != key) continue;
+      CHECK(p["peer_role"] == "session");
+      CHECK(p["member_pubkey"] == t.bob_id.public_key().hex());
+      CHECK(p["display_name"] == "bob-session");
+      CHECK(p["session_id"] == "sess-live");
+    }
+
+    // A DM to the session's key lands in the session's inbox, not in another session's.
+    const Json other{{"token", std::string(64, 'e')}, {"session_id", "sess-other"}, {"mesh", "team"},
+                     {"display_name", "other"}, {"pid", ::getpid()}};
+    REQUIRE((co_await bob.post("/v1/sessions/register", other)).status == 200);
+    Ipc as_session = bob;
+    as_session.headers = {{"Authorization", "ClaudeMesh-Session " + token}};
+    Ipc as_other = bob;
+    as_other.headers = {{"Authorization", "ClaudeMesh-Session " + std::string(64, 'e')}};
+    const Json to_session{{"to", key}, {"message", "for the session"}};
+    auto sent = co_await alice.post("/v1/send", to_session);
+    REQUIRE(sent.status == 202);
+    const Json got = co_await inbox_with(as_session, 1);
+    REQUIRE(got["messages"].size() == 1);
+    CHECK(got["messages"][0]["body"] == "for the session");
+    CHECK(got["messages"][0]["recipient_kind"] == "session");
+    CHECK(got["messages"][0]["recipient_pubkey"] == key);
+    CHECK((co_await as_other.get("/v1/inbox"))["messages"].empty());
+
+    // The session's sends leave on its own connection, attributed to its key.
+    const Json from_session{{"to", "alice"}, {"message", "from the session"}};
+    auto reply = co_await as_session.post("/v1/send", from_session);
+    INFO(reply.body);
+    REQUIRE(reply.status == 202);
+    const Json at_alice = co_await inbox_with(alice, 1);
+    REQUIRE(at_alice["messages"].size() == 1);
+    CHECK(at_alice["messages"][0]["body"] == "from the session");
+    CHECK(at_alice["messages"][0]["sender_pubkey"] == key);
+    CHECK(at_alice["messages"][0]["sender_member_pubkey"] == t.bob_id.public_key().hex());
+
+    // Its process dies: the reaper drops the entry and closes its connection, so it leaves the mesh.
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    CHECK(co_await peer_online(alice, key, false));
+    CHECK((co_await as_session.call("GET", "/v1/sessions/me", "")).status == 404);
+    t.alice->stop();
+    t.bob->stop();
+  };
+  run_bounded(io, scenario());
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, WNOHANG);
 }
 
 TEST_CASE("daemon: one daemon per directory (flock), and a cloned directory is refused until accepted") {

@@ -11,6 +11,9 @@ int status_for(Errc code) noexcept {
     case Errc::invalid_value:
     case Errc::duplicate_key:
     case Errc::invalid_target:
+    case Errc::invalid_key:
+    case Errc::attestation_mismatch:
+    case Errc::ttl_too_long:
       return 400;
     case Errc::unauthorized:
     case Errc::replayed:

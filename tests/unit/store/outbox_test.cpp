@@ -67,6 +67,9 @@ struct Harness {
   }
 };
 
+// The session every make_send() row leaves from (so its rows are claimed on that session's lane).
+const std::string sender_lane(64, 'c');
+
 // A send with every routing column set, so a copy that drops one shows.
 OutboxSend make_send(std::string client_message_id, std::string fingerprint = fingerprint_a,
                      std::string mesh = "mesh-a") {
@@ -76,7 +79,7 @@ OutboxSend make_send(std::string client_message_id, std::string fingerprint = fi
           .target_spec = std::string(64, 'b'),
           .priority = "now",
           .reply_to_id = "01J0000000000000000000REPLY",
-          .sender_session_pubkey = std::string(64, 'c'),
+          .sender_session_pubkey = sender_lane,
           .sealed = R"({"nonce":"bm9uY2U=","ciphertext":"Y2lwaGVydGV4dA=="})",
           .payload_bytes = 42};
 }
@@ -102,7 +105,7 @@ OutboxRow find_ok(Outbox& outbox, std::string_view key) {
 }
 
 std::vector<OutboxRow> claim_ok(Outbox& outbox, std::string_view mesh, std::size_t limit = 32) {
-  return value_of(outbox.claim(mesh, limit));
+  return value_of(outbox.claim(mesh, limit, sender_lane));
 }
 
 std::string optional_text(const std::optional<std::int64_t>& value) {
@@ -419,7 +422,7 @@ TEST_SUITE("outbox") {
     CHECK(dead.attempts == 1);
     h.advance(24h);
     CHECK(claim_ok(outbox, "mesh-a").empty());
-    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a")));
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a", sender_lane)));
   }
 
   TEST_CASE("outbox: retry delays double from 0.5 s and stop at 30 s") {
@@ -437,7 +440,7 @@ TEST_SUITE("outbox") {
       REQUIRE(value_of(outbox.mark_failed(id, Error(Errc::timed_out, "ack timeout"), false)) == OutboxStatus::pending);
       const auto row = find_ok(outbox, id);
       CHECK(row.next_attempt_at_ms - h.now() == expected[attempt - 1]);
-      CHECK(value_of(outbox.next_due_ms("mesh-a")) == row.next_attempt_at_ms);
+      CHECK(value_of(outbox.next_due_ms("mesh-a", sender_lane)) == row.next_attempt_at_ms);
       h.advance(std::chrono::milliseconds(expected[attempt - 1] - 1));
       CHECK(claim_ok(outbox, "mesh-a").empty());  // not due a millisecond early
       h.advance(1ms);
@@ -536,7 +539,7 @@ TEST_SUITE("outbox") {
     auto outbox = h.open();
     const auto id = accept_ok(outbox, make_send("cm-1")).row.id;
     REQUIRE(claim_ok(outbox, "mesh-a").size() == 1);
-    CHECK(value_of(outbox.next_due_ms("mesh-a")) == t0 + 30'000);
+    CHECK(value_of(outbox.next_due_ms("mesh-a", sender_lane)) == t0 + 30'000);
     h.advance(29'999ms);
     CHECK(claim_ok(outbox, "mesh-a").empty());
     h.advance(1ms);
@@ -621,6 +624,36 @@ TEST_SUITE("outbox") {
     CHECK(claim_ok(outbox, "mesh-a", 100).size() == 30);
     CHECK(claim_ok(outbox, "mesh-b").empty());
     CHECK(claim_ok(outbox, "mesh-c").empty());
+  }
+
+  TEST_CASE("outbox: a session's rows are their own lane: the member's claim skips them, the session's takes only them") {
+    const Harness h;
+    auto outbox = h.open();
+    const std::string session_a(64, 'a');
+    const std::string session_b(64, 'b');
+    OutboxSend member_1 = make_send("member-1");
+    member_1.sender_session_pubkey.clear();
+    accept_ok(outbox, member_1);
+    h.advance(1ms);
+    OutboxSend from_a = make_send("session-a-1");
+    from_a.sender_session_pubkey = session_a;
+    const auto a_id = accept_ok(outbox, from_a).row.id;
+    h.advance(1ms);
+    OutboxSend member_2 = make_send("member-2");
+    member_2.sender_session_pubkey.clear();
+    accept_ok(outbox, member_2);
+    CHECK(value_of(outbox.next_due_ms("mesh-a", session_a)) == h.now() - 1);
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a", session_b)));
+    const auto member_rows = value_of(outbox.claim("mesh-a", 10));
+    REQUIRE(member_rows.size() == 2);
+    CHECK(member_rows[0].client_message_id == "member-1");
+    CHECK(member_rows[1].client_message_id == "member-2");
+    CHECK(value_of(outbox.claim("mesh-a", 10, session_b)).empty());
+    const auto session_rows = value_of(outbox.claim("mesh-a", 10, session_a));
+    REQUIRE(session_rows.size() == 1);
+    CHECK(session_rows[0].id == a_id);
+    CHECK(session_rows[0].sender_session_pubkey == session_a);
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a")) == std::nullopt);  // the member rows' leases
   }
 
   TEST_CASE("outbox: two Outbox objects on one file share rows and the idempotency table") {
@@ -803,19 +836,19 @@ TEST_SUITE("outbox") {
     OutboxConfig config = h.config();
     config.backoff_jitter = 0;
     auto outbox = h.open(config);
-    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a")));
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a", sender_lane)));
     const auto id = accept_ok(outbox, make_send("cm-1")).row.id;
-    CHECK(value_of(outbox.next_due_ms("mesh-a")) == t0);
-    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-b")));
+    CHECK(value_of(outbox.next_due_ms("mesh-a", sender_lane)) == t0);
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-b", sender_lane)));
     REQUIRE(claim_ok(outbox, "mesh-a").size() == 1);
-    CHECK(value_of(outbox.next_due_ms("mesh-a")) == t0 + 30'000);
+    CHECK(value_of(outbox.next_due_ms("mesh-a", sender_lane)) == t0 + 30'000);
     h.advance(1s);
     REQUIRE(outbox.mark_failed(id, Error(Errc::timed_out, "ack timeout"), false));
-    CHECK(value_of(outbox.next_due_ms("mesh-a")) == h.now() + 500);
+    CHECK(value_of(outbox.next_due_ms("mesh-a", sender_lane)) == h.now() + 500);
     h.advance(1s);
     REQUIRE(claim_ok(outbox, "mesh-a").size() == 1);
     REQUIRE(outbox.mark_sent(id, "broker-1"));
-    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a")));
+    CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a", sender_lane)));
   }
 
   TEST_CASE("outbox status names round-trip") {
