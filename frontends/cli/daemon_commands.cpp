@@ -6,6 +6,7 @@
 #include <claudemesh/daemon.hpp>
 
 #include <csignal>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <iostream>
@@ -221,10 +222,72 @@ int run_accept_host(const GlobalOptions& options) {
   return exit_ok;
 }
 
-int service_not_available(const GlobalOptions& options, std::string_view verb) {
-  return report(options, Failure{.code = "unavailable",
-                                 .message = "daemon " + std::string(verb) +
-                                            " is not available in this build yet; run the daemon with `claudemesh daemon up`"});
+struct ServiceArgs {
+  bool dry_run = false;
+  bool allow_ci = false;
+};
+
+// The unit for the daemon this CLI would start, with this CLI's home and daemon directory spelled out, so
+// the service uses the same state as the command that installed it.
+Result<DaemonServiceUnit> daemon_unit(const GlobalOptions& options) {
+  auto binary = find_daemon_binary();
+  if (!binary) return fail(binary.error());
+  const char* home = std::getenv("HOME");  // NOLINT(concurrency-mt-unsafe): the CLI is single-threaded here
+  if (home == nullptr || *home == '\0') return fail(Errc::invalid_value, "HOME is not set; the unit goes under it");
+  const auto absolute = [](const std::filesystem::path& p) {
+    std::error_code ec;
+    auto made = std::filesystem::absolute(p, ec);
+    return ec ? p : made.lexically_normal();
+  };
+  const DaemonFiles files{absolute(options.daemon_dir_path())};
+  const std::vector<std::string> args{"--home", absolute(options.home_dir()).string(), "--daemon-dir",
+                                      files.root.string()};
+  return render_daemon_service(*binary, args, home, files.log());
+}
+
+int run_install_service(const GlobalOptions& options, const ServiceArgs& args) {
+  auto unit = daemon_unit(options);
+  if (!unit) return report_error(options, unit.error());
+  if (args.dry_run) {
+    if (options.json) {
+      return print_ok({{"path", unit->path.string()}, {"contents", unit->contents}, {"start", unit->start_command},
+                       {"installed", false}});
+    }
+    std::cout << "# " << unit->path.string() << "\n" << unit->contents;
+    return exit_ok;
+  }
+  if (running_in_ci_environment() && !args.allow_ci) {
+    return report(options, Failure{.code = "forbidden",
+                                   .message = "CI detected: a persistent service here is almost always a mistake; "
+                                              "use --allow-ci to install anyway, or --dry-run to see the unit",
+                                   .exit_code = exit_failure});
+  }
+  if (auto written = write_daemon_service(*unit); !written) return report_error(options, written.error());
+  if (options.json) {
+    return print_ok({{"path", unit->path.string()}, {"start", unit->start_command}, {"installed", true}});
+  }
+  std::cout << "installed " << unit->path.string() << "\nstart it now and at every login with:\n  "
+            << unit->start_command << "\n";
+  return exit_ok;
+}
+
+int run_uninstall_service(const GlobalOptions& options) {
+  auto unit = daemon_unit(options);
+  if (!unit) return report_error(options, unit.error());
+  std::error_code ec;
+  const bool removed = std::filesystem::remove(unit->path, ec);
+  if (ec) {
+    return report(options, Failure{.code = "io_error",
+                                   .message = "cannot remove " + unit->path.string() + ": " + ec.message()});
+  }
+  if (options.json) return print_ok({{"path", unit->path.string()}, {"removed", removed}, {"stop", unit->stop_command}});
+  if (removed) {
+    std::cout << "removed " << unit->path.string() << "\nif it was running, stop it with:\n  " << unit->stop_command
+              << "\n";
+  } else {
+    std::cout << "no service unit at " << unit->path.string() << "; nothing to remove\n";
+  }
+  return exit_ok;
 }
 
 }  // namespace
@@ -280,14 +343,16 @@ void register_daemon_commands(CLI::App& app, GlobalOptions& options, int& exit_c
   auto* accept = daemon->add_subcommand("accept-host", "Adopt a daemon directory copied from another machine");
   accept->callback([&options, &exit_code] { exit_code = run_accept_host(options); });
 
-  auto* install = daemon->add_subcommand("install-service", "Install a systemd user unit (or launchd agent) for the daemon");
-  auto dry_run = std::make_shared<bool>(false);
-  auto allow_ci = std::make_shared<bool>(false);
-  install->add_flag("--dry-run", *dry_run, "Print the unit instead of installing it");
-  install->add_flag("--allow-ci", *allow_ci, "Install even when CI is detected");
-  install->callback([&options, &exit_code] { exit_code = service_not_available(options, "install-service"); });
+  auto* install = daemon->add_subcommand(
+      "install-service",
+      "Write a systemd user unit (a launchd agent on macOS) that runs this claudemeshd in the foreground with "
+      "Restart=on-failure, and print the command that starts it");
+  auto service_args = std::make_shared<ServiceArgs>();
+  install->add_flag("--dry-run", service_args->dry_run, "Print the unit instead of installing it");
+  install->add_flag("--allow-ci", service_args->allow_ci, "Install even when CI is detected");
+  install->callback([&options, &exit_code, service_args] { exit_code = run_install_service(options, *service_args); });
   auto* uninstall = daemon->add_subcommand("uninstall-service", "Remove the daemon's service unit");
-  uninstall->callback([&options, &exit_code] { exit_code = service_not_available(options, "uninstall-service"); });
+  uninstall->callback([&options, &exit_code] { exit_code = run_uninstall_service(options); });
 }
 
 }  // namespace claudemesh::cli

@@ -145,4 +145,29 @@ CLAUDEMESH_API Result<std::string> daemon_accept_host(const std::filesystem::pat
 /// The version the daemon reports on `/v1/version` (the library's).
 CLAUDEMESH_API std::string_view daemon_version() noexcept;
 
+/// The service unit that keeps claudemeshd running: a systemd user unit
+/// (`~/.config/systemd/user/claudemesh-daemon.service`, `Type=simple`, `Restart=on-failure`) or, on macOS, a
+/// launchd agent (`~/Library/LaunchAgents/com.claudemesh.daemon.plist`).
+struct DaemonServiceUnit {
+  std::filesystem::path path;  ///< where the unit file goes
+  std::string contents;        ///< its text
+  std::string start_command;   ///< shell command that loads and starts it
+  std::string stop_command;    ///< shell command that stops and unloads it
+};
+
+/// Render the unit for this platform. It runs `executable` (made absolute: the exact installed binary,
+/// never one found on PATH) in the foreground with `args` (`--mesh` is dropped: one daemon serves every
+/// mesh), with output appended to `log_file`. Pure: reads and writes nothing.
+CLAUDEMESH_API DaemonServiceUnit render_daemon_service(const std::filesystem::path& executable,
+                                                       const std::vector<std::string>& args,
+                                                       const std::filesystem::path& home,
+                                                       const std::filesystem::path& log_file);
+
+/// Write the unit atomically (mode 0644, parents created). @returns `Errc::io_error` with the reason.
+CLAUDEMESH_API Result<void> write_daemon_service(const DaemonServiceUnit& unit);
+
+/// Whether a CI environment variable is set (CI, GITHUB_ACTIONS, GITLAB_CI, BUILDKITE, CIRCLECI, JENKINS_URL):
+/// installing a persistent service there is almost always a mistake.
+CLAUDEMESH_API bool running_in_ci_environment();
+
 }  // namespace claudemesh

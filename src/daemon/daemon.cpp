@@ -6,6 +6,7 @@
 #include <claudemesh/version.hpp>
 
 #include "core/secure_file.hpp"
+#include "daemon/service_unit.hpp"
 #include "store/sqlite_database.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -15,6 +16,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <utility>
@@ -454,5 +456,33 @@ Result<std::string> daemon_accept_host(const std::filesystem::path& dir) {
 }
 
 std::string_view daemon_version() noexcept { return version_string; }
+
+DaemonServiceUnit render_daemon_service(const std::filesystem::path& executable, const std::vector<std::string>& args,
+                                        const std::filesystem::path& home, const std::filesystem::path& log_file) {
+#ifdef __APPLE__
+  constexpr auto platform = daemon::ServicePlatform::launchd;
+#else
+  constexpr auto platform = daemon::ServicePlatform::systemd;
+#endif
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(executable, ec);
+  const daemon::ServiceSpec spec{.executable = ec ? executable : absolute.lexically_normal(),
+                                 .args = args,
+                                 .home = home,
+                                 .log_file = log_file};
+  auto unit = daemon::render_service_unit(platform, spec);
+  return DaemonServiceUnit{std::move(unit.path), std::move(unit.contents), std::move(unit.start_command),
+                           std::move(unit.stop_command)};
+}
+
+Result<void> write_daemon_service(const DaemonServiceUnit& unit) {
+  return daemon::write_service_unit(
+      daemon::ServiceUnit{.path = unit.path, .contents = unit.contents, .start_command = unit.start_command,
+                          .stop_command = unit.stop_command});
+}
+
+bool running_in_ci_environment() {
+  return daemon::running_in_ci([](const char* name) { return std::getenv(name); });  // NOLINT(concurrency-mt-unsafe)
+}
 
 }  // namespace claudemesh

@@ -598,6 +598,37 @@ def daemon_verbs_without_daemon(s):
     s.expect_rc(s.run(s.alice, "daemon", "outbox", "list"), EXIT_DAEMON)
 
 
+@check("daemon install-service: a systemd user unit that runs the exact daemon binary in the foreground, "
+       "refused under CI without --allow-ci; uninstall-service removes it", needs_daemon=True)
+def install_service(s):
+    unit = os.path.join(s.user_home, ".config", "systemd", "user", "claudemesh-daemon.service")
+    no_ci = {k: None for k in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKINS_URL")}
+    dry = s.run(s.alice, "--json", "daemon", "install-service", "--dry-run", env=no_ci)
+    s.expect_rc(dry, 0)
+    text = dry.json.get("contents", "")
+    daemon = os.path.realpath(s.daemon_bin)
+    for line in ("Type=simple", "Restart=on-failure", f"ExecStart={daemon} --home {s.alice} --daemon-dir "):
+        s.need(line in text, f"the unit lacks {line!r}:\n{text}")
+    s.need("--mesh" not in text, f"the unit names a mesh (one daemon serves every mesh):\n{text}")
+    s.need(not os.path.exists(unit), "--dry-run wrote the unit")
+    refused = s.run(s.alice, "daemon", "install-service", env={**no_ci, "CI": "true"})
+    s.expect_rc(refused, 1, "install-service under CI")
+    s.expect_error_line(refused, "--allow-ci")
+    s.need(not os.path.exists(unit), "install-service under CI wrote the unit")
+    done = s.run(s.alice, "--json", "daemon", "install-service", env=no_ci)
+    s.expect_rc(done, 0)
+    s.need(done.json.get("path") == unit and os.path.isfile(unit), done.describe())
+    s.need(mode_of(unit) == 0o644, f"unit mode {oct(mode_of(unit))}")
+    with open(unit, encoding="utf-8") as f:
+        s.need(f.read() == text, "the installed unit differs from the --dry-run one")
+    gone = s.run(s.alice, "--json", "daemon", "uninstall-service", env=no_ci)
+    s.expect_rc(gone, 0)
+    s.need(gone.json.get("removed") is True and not os.path.exists(unit), gone.describe())
+    again = s.run(s.alice, "--json", "daemon", "uninstall-service", env=no_ci)
+    s.expect_rc(again, 0)
+    s.need(again.json.get("removed") is False, again.describe())
+
+
 # ---- the daemon route, against a stand-in daemon
 
 def _peer_row(name, pubkey, member, role="session", online=True, **extra):
