@@ -263,11 +263,21 @@ int run_install_service(const GlobalOptions& options, const ServiceArgs& args) {
                                    .exit_code = exit_failure});
   }
   if (auto written = write_daemon_service(*unit); !written) return report_error(options, written.error());
+  // Reference bug 26 (1.30.1): a daemon started by hand still holds the lock, so the service's daemon
+  // would exit at once and be restarted forever. Say so, and put the stop in the start command.
+  const auto running = running_daemon_pid(options.daemon_dir_path());
+  std::string start = unit->start_command;
+  if (running) start = "claudemesh --home '" + options.home_dir().string() + "' daemon down && " + start;
   if (options.json) {
-    return print_ok({{"path", unit->path.string()}, {"start", unit->start_command}, {"installed", true}});
+    return print_ok({{"path", unit->path.string()}, {"start", start}, {"installed", true},
+                     {"running_pid", running ? Json(*running) : Json(nullptr)}});
   }
-  std::cout << "installed " << unit->path.string() << "\nstart it now and at every login with:\n  "
-            << unit->start_command << "\n";
+  std::cout << "installed " << unit->path.string() << "\n";
+  if (running) {
+    std::cout << "a daemon started outside the service manager is running (pid " << *running
+              << "); it must stop first, or the service's daemon cannot take the lock\n";
+  }
+  std::cout << "start it now and at every login with:\n  " << start << "\n";
   return exit_ok;
 }
 

@@ -33,7 +33,7 @@ Json peer_json(const PeerInfo& p, const std::string& slug) {
           {"member_id", p.member_id}, {"display_name", p.display_name}, {"peer_role", p.peer_role},
           {"status", p.status},   {"summary", p.summary},     {"groups", groups},
           {"session_id", p.session_id}, {"cwd", p.cwd},       {"hostname", p.hostname},
-          {"pid", p.pid},         {"channel", p.channel},     {"online", p.online},
+          {"pid", p.pid},         {"channel", p.channel},     {"role", p.role},   {"online", p.online},
           {"visible", p.visible}};
 }
 

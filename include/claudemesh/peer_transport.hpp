@@ -87,6 +87,7 @@ struct PeerInfo {
   std::string session_id;
   std::string connected_at;   ///< ISO 8601
   std::string cwd, hostname, peer_type, channel, model;
+  std::string role;           ///< what a launched session said it does (e.g. "reviewer"); empty when unset
   std::int64_t pid = 0;
 };
 

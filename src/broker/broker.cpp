@@ -386,6 +386,7 @@ asio::awaitable<Broker::Impl::PresencePtr> Broker::Impl::handle_hello(const WebS
   auto peer_type = wire::optional_string(frame, "peerType", 32);
   auto channel = wire::optional_string(frame, "channel", 64);
   auto model = wire::optional_string(frame, "model", 128);
+  auto work_role = wire::optional_string(frame, "role", 64);
   auto pid = wire::optional_int(frame, "pid");
   auto timestamp = wire::required_int(frame, "timestamp");
   auto signature = wire::required_string(frame, "signature", 128);
@@ -394,6 +395,7 @@ asio::awaitable<Broker::Impl::PresencePtr> Broker::Impl::handle_hello(const WebS
                              display_name ? nullptr : &display_name.error(), cwd ? nullptr : &cwd.error(),
                              hostname ? nullptr : &hostname.error(), peer_type ? nullptr : &peer_type.error(),
                              channel ? nullptr : &channel.error(), model ? nullptr : &model.error(),
+                             work_role ? nullptr : &work_role.error(),
                              pid ? nullptr : &pid.error(), timestamp ? nullptr : &timestamp.error(),
                              signature ? nullptr : &signature.error(), groups ? nullptr : &groups.error()}) {
     if (error) {
@@ -581,6 +583,7 @@ asio::awaitable<Broker::Impl::PresencePtr> Broker::Impl::handle_hello(const WebS
   presence->peer_type = peer_type->value_or("");
   presence->channel = channel->value_or("");
   presence->model = model->value_or("");
+  presence->work_role = work_role->value_or("");
   presence->pid = *pid;
   presence->connected_at_ms = now;
   presence->socket = socket;
@@ -666,6 +669,7 @@ Json Broker::Impl::peer_json(const Presence& p) const {
   if (!p.peer_type.empty()) out["peerType"] = p.peer_type;
   if (!p.channel.empty()) out["channel"] = p.channel;
   if (!p.model.empty()) out["model"] = p.model;
+  if (!p.work_role.empty()) out["role"] = p.work_role;
   return out;
 }
 

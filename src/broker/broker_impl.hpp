@@ -50,6 +50,7 @@ struct Presence {
   std::vector<GroupEntry> groups;
   bool visible = true;
   std::string cwd, hostname, peer_type, channel, model;
+  std::string work_role;  // the hello's free-text "role" (e.g. "reviewer"), not the peerRole
   std::optional<std::int64_t> pid;
   std::int64_t connected_at_ms = 0;
 

@@ -226,6 +226,7 @@ Json peer_json(const PeerInfo& p, const MeshState& mesh, const SessionInfo* sess
               {"hostname", p.hostname},
               {"pid", p.pid},
               {"channel", p.channel},
+              {"role", p.role},
               {"online", p.online},
               {"visible", p.visible},
               {"is_self", is_self},

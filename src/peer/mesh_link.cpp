@@ -127,10 +127,37 @@ asio::awaitable<Result<std::vector<MemberEntry>>> MeshLink::members() {
   const auto now = std::chrono::steady_clock::now();
   if (!member_cache_.empty() && now - member_cache_at_ < config_.member_cache) co_return member_cache_;
   auto fetched = co_await api_->members(config_.mesh_id);
-  if (!fetched) co_return fail(Errc::unavailable, "cannot list the mesh's members: " + fetched.error().message);
+  if (!fetched) {
+    // The broker is unreachable: the last list we had is better than refusing to queue.
+    if (!member_cache_.empty()) co_return member_cache_;
+    co_return fail(Errc::unavailable, "cannot list the mesh's members: " + fetched.error().message);
+  }
   member_cache_ = *fetched;
   member_cache_at_ = now;
   co_return std::move(*fetched);
+}
+
+// Online peers first (a session's own key wins over its member's); then the mesh's members, so a member
+// who is offline — or every member, while the broker is unreachable — can still be addressed by name and
+// the message waits in the outbox or at the broker.
+asio::awaitable<Result<std::string>> MeshLink::resolve(Target target) {
+  std::optional<Error> online_miss;
+  auto listed = co_await client_->peers();
+  if (listed) {
+    std::vector<PeerRef> refs;
+    refs.reserve(listed->size());
+    for (const auto& p : *listed) refs.push_back({p.pubkey, p.display_name});
+    auto found = resolve_target(target, refs);
+    if (found || found.error() != Errc::unknown_target) co_return found;
+    online_miss = found.error();
+  }
+  auto everyone = co_await members();
+  if (!everyone) co_return fail(listed ? *online_miss : listed.error());
+  std::vector<PeerRef> refs;
+  for (const auto& m : *everyone) {
+    if (m.active) refs.push_back({m.pubkey, m.display_name});
+  }
+  co_return resolve_target(target, refs);
 }
 
 asio::awaitable<Result<MeshLink::Sealed>> MeshLink::seal(std::string target_text, const std::string& body) {
@@ -142,12 +169,8 @@ asio::awaitable<Result<MeshLink::Sealed>> MeshLink::seal(std::string target_text
                                          "@group or *");
   }
   if (target->kind == TargetKind::pubkey_prefix || target->kind == TargetKind::name) {
-    auto listed = co_await client_->peers();
-    if (!listed) co_return fail(listed.error(), "resolving \"" + target_text + "\" needs the peer list");
-    std::vector<PeerRef> refs;
-    for (const auto& p : *listed) refs.push_back({p.pubkey, p.display_name});
-    auto resolved = resolve_target(*target, refs);
-    if (!resolved) co_return fail(resolved.error());
+    auto resolved = co_await resolve(*target);
+    if (!resolved) co_return fail(resolved.error(), "resolving \"" + target_text + "\"");
     target = Target{TargetKind::pubkey, *resolved};
   }
   if (target->kind == TargetKind::pubkey) {
@@ -290,10 +313,11 @@ void MeshLink::receive(IncomingMessage message) {
     return;
   }
   if (message.is_system()) {
-    // Events about our own keys are noise: a member hearing its own connection join.
+    // Events about our own keys are noise (reference bug 10, 1.34.9): a member hearing its own connection,
+    // or one of its own launched sessions, join.
     const Json data = Json::parse(message.event_data_json, nullptr, false);
-    const std::string own = member_.public_key().hex();
-    if (data.is_object() && (data.value("pubkey", "") == own)) return;
+    const std::string pubkey = data.is_object() ? data.value("pubkey", "") : std::string();
+    if (pubkey == own_key || (key_for_ && !pubkey.empty() && key_for_(pubkey) != nullptr)) return;
     if (event_handler_) event_handler_(message.event, message.event_data_json);
     return;
   }

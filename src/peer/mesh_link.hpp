@@ -23,6 +23,7 @@
 #include <claudemesh/inbox.hpp>
 #include <claudemesh/outbox.hpp>
 #include <claudemesh/peer.hpp>
+#include <claudemesh/target.hpp>
 
 #include <claudemesh/broker_api.hpp>
 
@@ -106,6 +107,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
     std::size_t recipients = 0;
   };
   asio::awaitable<Result<Sealed>> seal(std::string target, const std::string& body);
+  asio::awaitable<Result<std::string>> resolve(Target target);
   asio::awaitable<Result<std::vector<MemberEntry>>> members();
   asio::awaitable<void> drain();
   asio::awaitable<void> send_row(OutboxRow row, std::shared_ptr<std::size_t> outstanding,

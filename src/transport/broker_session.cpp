@@ -425,6 +425,7 @@ Result<PeerInfo> parse_peer(const Json& peer) {
   p.peer_type = str(peer, "peerType");
   p.channel = str(peer, "channel");
   p.model = str(peer, "model");
+  p.role = str(peer, "role");
   p.pid = integer(peer, "pid");
   if (auto groups = peer.find("groups"); groups != peer.end() && groups->is_array()) {
     for (const auto& g : *groups) {

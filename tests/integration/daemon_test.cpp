@@ -394,31 +394,74 @@ TEST_CASE("daemon: a message to an offline member is delivered when its daemon c
     const Json body10 = Json{{"to", bob_key}, {"message", "while you were out"}};
     auto sent = co_await alice.post("/v1/send", body10);
     REQUIRE(sent.status == 202);
+    // By name too: an offline member is found in the mesh's member list.
+    const Json by_name = Json{{"to", "bob"}, {"message", "by name, while you were out"}};
+    auto named = co_await alice.post("/v1/send", by_name);
+    INFO(named.body);
+    REQUIRE(named.status == 202);
+    CHECK(Json::parse(named.body)["target_spec"] == bob_key);
+    const Json nobody = Json{{"to", "carol"}, {"message", "no such member"}};
+    CHECK((co_await alice.post("/v1/send", nobody)).status == 404);
     // Requeue a dead-lettered copy: a fresh id, the same route (reference latent bug (b) broadcast it).
     const Json body11 = Json{{"to", bob_key}, {"message", "requeued"}, {"client_message_id", "rq-1"}};
     auto queued = co_await alice.post("/v1/send", body11);
     REQUIRE(queued.status == 202);
     auto condition4 = [&] {
-      auto row = t.alice->outbox().find("rq-1");
-      return row && *row && (*row)->status == OutboxStatus::done;
+      auto done = t.alice->outbox().list(OutboxStatus::done, 10);
+      return done && done->size() == 3;
     };
     REQUIRE(co_await wait_until(condition4));
     const Json body12 = Json{{"id", "rq-1"}};
     auto refused = co_await alice.post("/v1/outbox/requeue", body12);
     CHECK(refused.status == 403);  // done rows are not requeued
     const Json listed = co_await alice.get("/v1/outbox?status=done");
-    CHECK(listed["items"].size() == 2);
+    CHECK(listed["items"].size() == 3);
     CHECK(listed["items"][0]["target_spec"] == bob_key);
 
     std::vector<DaemonMesh> b;
     b.push_back(daemon_mesh("team", t.mesh.member, t.bob_id, "bob"));
     t.bob = start_daemon(co_await asio::this_coro::executor, daemon_config(dir.path() / "bob", std::move(b)));
     const Ipc bob = ipc_of(*t.bob);
-    const Json inbox = co_await inbox_with(bob, 2);
-    REQUIRE(inbox["messages"].size() == 2);
+    const Json inbox = co_await inbox_with(bob, 3);
+    REQUIRE(inbox["messages"].size() == 3);
     std::vector<std::string> bodies;
     for (const auto& m : inbox["messages"]) bodies.push_back(m["body"]);
     CHECK(std::find(bodies.begin(), bodies.end(), "while you were out") != bodies.end());
+    CHECK(std::find(bodies.begin(), bodies.end(), "by name, while you were out") != bodies.end());
+    t.alice->stop();
+    t.bob->stop();
+  };
+  run_bounded(io, scenario());
+}
+
+TEST_CASE("daemon: §8(c) a daemon started while its broker is down accepts sends and delivers them when it comes up") {
+  asio::io_context io;
+  TempDir dir;
+  auto broker = start_broker(io, dir.path() / "broker");
+  const std::uint16_t port = broker->port();
+  TwoDaemons t;
+  auto scenario = [&]() -> asio::awaitable<void> {
+    t.mesh = co_await create_two_member_mesh(http_base(*broker), t.alice_id, t.bob_id);
+    broker->stop();
+    auto executor = co_await asio::this_coro::executor;
+    std::vector<DaemonMesh> a;
+    a.push_back(daemon_mesh("team", t.mesh.owner, t.alice_id, "alice"));
+    t.alice = start_daemon(executor, daemon_config(dir.path() / "alice", std::move(a)));
+    const Ipc alice = ipc_of(*t.alice);
+    const Json health = co_await alice.get("/v1/health");
+    CHECK(health["meshes"][0]["broker"] != "open");
+    const Json body = Json{{"to", t.bob_id.public_key().hex()}, {"message", "queued before the first connect"}};
+    auto sent = co_await alice.post("/v1/send", body);
+    REQUIRE(sent.status == 202);
+    CHECK(Json::parse(sent.body)["status"] == "pending");
+
+    broker = start_broker(io, dir.path() / "broker", port);
+    std::vector<DaemonMesh> b;
+    b.push_back(daemon_mesh("team", t.mesh.member, t.bob_id, "bob"));
+    t.bob = start_daemon(executor, daemon_config(dir.path() / "bob", std::move(b)));
+    const Json inbox = co_await inbox_with(ipc_of(*t.bob), 1);
+    REQUIRE(inbox["messages"].size() == 1);
+    CHECK(inbox["messages"][0]["body"] == "queued before the first connect");
     t.alice->stop();
     t.bob->stop();
   };
@@ -645,7 +688,7 @@ TEST_CASE("daemon: sessions are scoped: 1.34.11 inbox rows, 1.34.10/1.34.13 even
 }
 
 TEST_CASE("daemon: a session registered with presence is its own peer: listed, reached by its key, sends as itself, "
-          "reaped with its process") {
+          "reaped with its process (bugs 10, 11, 17, 1.31.0 reaper)") {
   asio::io_context io;
   TempDir dir;
   auto broker = start_broker(io, dir.path() / "broker");
@@ -666,7 +709,7 @@ TEST_CASE("daemon: a session registered with presence is its own peer: listed, r
     const std::string key = session.public_key().hex();
     const std::string token(64, 'd');
     Json registration{{"token", token}, {"session_id", "sess-live"}, {"mesh", "team"},
-                      {"display_name", "bob-session"}, {"pid", child}, {"cwd", "/tmp"}};
+                      {"display_name", "bob-session"}, {"pid", child}, {"cwd", "/tmp"}, {"role", "reviewer"}};
     registration["groups"].push_back("@ops:lead");
 
     // Presence the daemon cannot vouch for is refused now, with the reason.
@@ -679,11 +722,26 @@ TEST_CASE("daemon: a session registered with presence is its own peer: listed, r
     refused = co_await bob.post("/v1/sessions/register", registration);
     CHECK(refused.status == 400);
 
+    EventReader alice_events;
+    EventReader bob_events;
+    auto executor = co_await asio::this_coro::executor;
+    asio::co_spawn(executor, alice_events.read(alice, "/v1/events", ""), asio::detached);
+    asio::co_spawn(executor, bob_events.read(bob, "/v1/events", ""), asio::detached);
     registration["presence"] = session_presence(t.bob_id, session);
     auto registered = co_await bob.post("/v1/sessions/register", registration);
     INFO(registered.body);
     REQUIRE(registered.status == 200);
     REQUIRE(co_await peer_online(alice, key, true));
+    // Bug 10 (1.34.9): the other member hears the session join; its own member's streams do not.
+    auto joined = [&key](const EventReader& reader) {
+      for (const auto* e : reader.of_kind("peer_join")) {
+        if (Json::parse(e->data, nullptr, false).value("pubkey", "") == key) return true;
+      }
+      return false;
+    };
+    auto alice_heard = [&] { return joined(alice_events); };
+    REQUIRE(co_await wait_until(alice_heard));
+    CHECK_FALSE(joined(bob_events));
     const Json listed = co_await alice.get("/v1/peers");
     for (const auto& p : listed["peers"]) {
       if (p["pubkey"] != key) continue;
@@ -691,6 +749,7 @@ TEST_CASE("daemon: a session registered with presence is its own peer: listed, r
       CHECK(p["member_pubkey"] == t.bob_id.public_key().hex());
       CHECK(p["display_name"] == "bob-session");
       CHECK(p["session_id"] == "sess-live");
+      CHECK(p["role"] == "reviewer");  // bug 20 (1.31.5): the session's role reaches other members' peer lists
     }
 
     // A DM to the session's key lands in the session's inbox, not in another session's.
@@ -721,12 +780,15 @@ TEST_CASE("daemon: a session registered with presence is its own peer: listed, r
     CHECK(at_alice["messages"][0]["body"] == "from the session");
     CHECK(at_alice["messages"][0]["sender_pubkey"] == key);
     CHECK(at_alice["messages"][0]["sender_member_pubkey"] == t.bob_id.public_key().hex());
+    // Bug 11 (1.34.8): a session never finds its own send in its inbox.
+    CHECK((co_await as_session.get("/v1/inbox"))["messages"].size() == 1);
 
     // Its process dies: the reaper drops the entry and closes its connection, so it leaves the mesh.
     ::kill(child, SIGKILL);
     ::waitpid(child, nullptr, 0);
     CHECK(co_await peer_online(alice, key, false));
     CHECK((co_await as_session.call("GET", "/v1/sessions/me", "")).status == 404);
+    alice_events.ended = bob_events.ended = true;
     t.alice->stop();
     t.bob->stop();
   };
