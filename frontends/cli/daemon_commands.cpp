@@ -4,6 +4,7 @@
 #include "daemon_access.hpp"
 
 #include <claudemesh/daemon.hpp>
+#include <claudemesh/version.hpp>
 
 #include <csignal>
 #include <cstdlib>
@@ -115,11 +116,24 @@ int run_status(const GlobalOptions& options) {
   Failure failure;
   auto health = parse_reply(*reply, failure);
   if (!health) return report(options, failure);
+  // A daemon left running across an upgrade keeps the old code: say so (the reference's stale-daemon warning).
+  const std::string daemon_version = text_of(*health, "version");
+  const bool stale = !daemon_version.empty() && daemon_version != version_string;
   if (options.json) {
-    return print_ok({{"running", true}, {"pid", health->value("pid", 0L)}, {"socket", files.socket().string()}, {"health", *health}});
+    return print_ok({{"running", true},
+                     {"pid", health->value("pid", 0L)},
+                     {"socket", files.socket().string()},
+                     {"version", daemon_version},
+                     {"cli_version", std::string(version_string)},
+                     {"version_mismatch", stale},
+                     {"health", *health}});
   }
-  std::cout << "daemon running (pid " << health->value("pid", 0L) << ")\n"
-            << "  socket   " << files.socket().string() << "\n"
+  std::cout << "daemon running (pid " << health->value("pid", 0L) << ", version " << daemon_version << ")\n";
+  if (stale) {
+    std::cout << "  note: this claudemesh is " << version_string
+              << "; restart the daemon to run the same version (claudemesh daemon down && claudemesh daemon up)\n";
+  }
+  std::cout << "  socket   " << files.socket().string() << "\n"
             << "  log      " << files.log().string() << "\n";
   for (const auto& mesh : health->value("meshes", Json::array())) {
     const Json outbox = mesh.value("outbox", Json::object());
@@ -222,6 +236,19 @@ int run_accept_host(const GlobalOptions& options) {
   return exit_ok;
 }
 
+// One shell word: single-quoted, with each ' written as '\''.
+std::string shell_quote(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 struct ServiceArgs {
   bool dry_run = false;
   bool allow_ci = false;
@@ -267,7 +294,10 @@ int run_install_service(const GlobalOptions& options, const ServiceArgs& args) {
   // would exit at once and be restarted forever. Say so, and put the stop in the start command.
   const auto running = running_daemon_pid(options.daemon_dir_path());
   std::string start = unit->start_command;
-  if (running) start = "claudemesh --home '" + options.home_dir().string() + "' daemon down && " + start;
+  if (running) {
+    start = "claudemesh --home " + shell_quote(options.home_dir().string()) + " --daemon-dir " +
+            shell_quote(options.daemon_dir_path().string()) + " daemon down && " + start;
+  }
   if (options.json) {
     return print_ok({{"path", unit->path.string()}, {"start", start}, {"installed", true},
                      {"running_pid", running ? Json(*running) : Json(nullptr)}});

@@ -240,11 +240,15 @@ asio::awaitable<void> Daemon::Impl::reap_loop() {
 asio::awaitable<void> Daemon::Impl::prune_loop() {
   auto keep = shared_from_this();
   auto& timer = prune_timer;
+  bool first = true;  // prune at start too: a daemon restarted every hour would otherwise never prune
   while (!stopping) {
-    timer.expires_after(config.prune_interval);
-    std::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (stopping) break;
+    if (!first) {
+      timer.expires_after(config.prune_interval);
+      std::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (stopping) break;
+    }
+    first = false;
     const std::int64_t now = now_ms();
     std::erase_if(session_keys, [this, now](const auto& entry) {
       return entry.second.expires_at_ms < now && !session_links.contains(entry.first);

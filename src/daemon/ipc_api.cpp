@@ -376,6 +376,7 @@ class IpcApi {
     Json inbox = Json::object();
     if (auto counts = d_.inbox.counts(); counts) inbox = Json{{"total", counts->rows}, {"unread", counts->unread}};
     return json_response(200, Json{{"ok", true},
+                                      {"version", version_string},
                                       {"pid", ::getpid()},
                                       {"started_at", d_.started_at_ms},
                                       {"meshes", meshes},
@@ -634,6 +635,22 @@ class IpcApi {
     return json_response(200, answer);
   }
 
+  // A link still making its first connection (a daemon just started, e.g. by the CLI's auto-start) is
+  // given a moment, so the verb that started the daemon is not told "not connected". A link backing off
+  // after a failure answers at once.
+  static asio::awaitable<void> first_connect(std::shared_ptr<peer::MeshLink> link) {
+    constexpr auto grace = std::chrono::seconds(3);
+    constexpr auto poll = std::chrono::milliseconds(10);
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while ((link->client().state() == TransportState::connecting || link->client().state() == TransportState::idle) &&
+           std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(poll);
+      std::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
   asio::awaitable<Response> peers(http::Request& request) {
     const Query query = parse_query(request.message.query);
     auto targets = peer_targets(query);
@@ -648,6 +665,7 @@ class IpcApi {
       auto* mesh = d_.find_mesh(slug);
       if (mesh == nullptr) continue;
       auto link = mesh->link;
+      co_await first_connect(link);
       auto listed = co_await link->peers();
       add_peers(peers, errors, slug, listed, caller);
     }

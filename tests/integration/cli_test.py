@@ -21,10 +21,15 @@ Every child process runs under a timeout; daemons are stopped by the pid in thei
 """
 import argparse
 import asyncio
+import fcntl
+import http.client
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
+import socket
 import socketserver
 import stat
 import subprocess
@@ -574,7 +579,7 @@ def inbox_without_daemon(s):
     s.expect_rc(s.run(s.alice, "--no-daemon", "inbox"), EXIT_DAEMON)
 
 
-@check("--strict without a daemon refuses the direct path (exit 5); CLAUDEMESH_STRICT_DAEMON=1 too; --no-daemon wins")
+@check("bug 32 (81f0e4f7ac): --strict without a daemon refuses the direct path (exit 5); CLAUDEMESH_STRICT_DAEMON=1 too; --no-daemon wins")
 def strict_without_daemon(s):
     run = s.run(s.alice, "--strict", "send", "bob", "hi")
     s.expect_rc(run, EXIT_DAEMON)
@@ -731,7 +736,7 @@ def daemon_error_is_final(s):
     s.expect_rc(s.run(s.alice, "--no-daemon", "msg-status", "cm-9"), EXIT_NOT_FOUND, "cm-9 in the direct outbox")
 
 
-@check("inbox verbs via the daemon: list (flags forwarded), show, seen, delete (404 → 3), flush guard, search")
+@check("bug 12 (1.34.7): inbox verbs via the daemon: list (flags forwarded), show, seen, delete (404 → 3), flush guard, search")
 def inbox_via_fake_daemon(s):
     fake_dir = os.path.join(s.tmp, "fake-5")
     msg = {"id": "in-1", "client_message_id": "c1", "broker_message_id": "b1", "mesh": s.slug, "topic": "",
@@ -813,7 +818,7 @@ def _wait_for(predicate, timeout, what):
     raise Fail(f"{what} within {timeout} s")
 
 
-@check("daemon up / status / up again / down (real claudemeshd)", needs_daemon=True)
+@check("bug 7 (1.34.12): daemon up detaches, daemon up / status / up again / down (real claudemeshd)", needs_daemon=True)
 def real_daemon_lifecycle(s):
     s.daemon_homes.add(s.alice)
     up = s.run(s.alice, "daemon", "up", "--no-tcp")
@@ -887,6 +892,8 @@ def real_daemon_autostart(s):
     s.daemon_homes.add(s.bob)
     env = {"CLAUDEMESH_NO_AUTOSTART": None}
     try:
+        # peer list needs the broker link: the daemon gives a link still making its first connection a moment
+        # (it once answered 503 "connecting" to the very verb that started it, about one run in five)
         run = s.run(s.bob, "--json", "peer", "list", env=env)
         s.expect_rc(run, 0)
         s.need(run.json.get("via") == "daemon", f"auto-start did not happen: {run.describe()}")
@@ -894,6 +901,276 @@ def real_daemon_autostart(s):
         s.expect_rc(status, 0, "the auto-started daemon answers")
     finally:
         s.run(s.bob, "daemon", "down")
+
+
+# ---- regressions of §7 that need the real daemon
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CI_VARS = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKINS_URL")
+
+
+def _project_version():
+    """x.y.z of `project(claudemesh VERSION x.y.z ...)` in the top-level CMakeLists.txt."""
+    with open(os.path.join(REPO_ROOT, "CMakeLists.txt"), encoding="utf-8") as f:
+        found = re.search(r"project\(\s*claudemesh\s+VERSION\s+(\d+\.\d+\.\d+)\b", f.read())
+    if not found:
+        raise Fail("no `project(claudemesh VERSION x.y.z)` in CMakeLists.txt")
+    return found.group(1)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=5):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_path)
+        self.sock = sock
+
+
+def _daemon_get(daemon_dir, path):
+    """GET `path` on `<daemon_dir>/daemon.sock` (no CLI in between): (status, JSON body)."""
+    conn = _UnixHTTPConnection(os.path.join(daemon_dir, "daemon.sock"))
+    try:
+        conn.request("GET", path, headers={"Accept": "application/json"})
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read().decode() or "null")
+    finally:
+        conn.close()
+
+
+def _lock_holder(daemon_dir):
+    """The pid in `<daemon_dir>/daemon.lock` while someone holds the lock (what `running_daemon_pid` does), else None."""
+    try:
+        fd = os.open(os.path.join(daemon_dir, "daemon.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it
+        except OSError:
+            pass
+        text = os.read(fd, 64).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_claudemeshd(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"claudemeshd" in f.read()
+    except OSError:
+        return False
+
+
+def _kill_daemon_in(daemon_dir):
+    """Stops the claudemeshd holding `<daemon_dir>`'s lock (SIGTERM, then SIGKILL after 5 s), if any."""
+    pid = _lock_holder(daemon_dir)
+    if pid is None or not _is_claudemeshd(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _write_stub_daemon(path, counter):
+    """A stand-in claudemeshd that records each start in `counter`, says why on stderr and exits 1 at once."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"#!/bin/sh\necho started >> '{counter}'\necho 'stub claudemeshd: refusing to start' >&2\nexit 1\n")
+    os.chmod(path, 0o755)
+
+
+def _count_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return len(f.read().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+@check("bug 21 (1.31.3): claudemesh --version, claudemeshd --version and the running daemon's /v1/version all equal "
+       "the project VERSION in CMakeLists.txt", needs_daemon=True)
+def versions_agree(s):
+    version = _project_version()
+    cli = s.run(s.alice, "--version")
+    s.expect_rc(cli, 0, "claudemesh --version")
+    s.need(cli.out.strip() == f"claudemesh {version}", f"CMakeLists.txt says {version}: {cli.describe()}")
+    daemon = subprocess.run([s.daemon_bin, "--version"], env=s.env(s.alice), stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=CLI_TIMEOUT)
+    out = daemon.stdout.decode(errors="replace").strip()
+    s.need(daemon.returncode == 0 and out == f"claudemeshd {version}",
+           f"CMakeLists.txt says {version}: `claudemeshd --version` -> exit {daemon.returncode}, {out!r}")
+    s.daemon_homes.add(s.alice)
+    daemon_dir = os.path.join(s.alice, "daemon")
+    try:
+        s.expect_rc(s.run(s.alice, "daemon", "up", "--no-tcp"), 0, "daemon up")
+        status, doc = _daemon_get(daemon_dir, "/v1/version")
+        s.need(status == 200 and isinstance(doc, dict), f"/v1/version -> {status} {doc}")
+        s.need(doc.get("daemon_version") == version, f"CMakeLists.txt says {version}, /v1/version says {doc}")
+        s.need(doc.get("pid") == _lock_holder(daemon_dir), f"/v1/version pid {doc.get('pid')} is not the lock holder")
+        with open(os.path.join(daemon_dir, "daemon.log"), encoding="utf-8", errors="replace") as f:
+            started = [json.loads(line) for line in f if '"daemon_started"' in line]
+        s.need(started and started[-1].get("version") == version, f"daemon_started in daemon.log: {started[-1:]}")
+    finally:
+        s.run(s.alice, "daemon", "down")
+
+
+@check("bug 31 (2b6cf2c14b): after a SIGKILLed daemon left a stale daemon.sock, the next daemon-first verb starts "
+       "a fresh daemon and succeeds", needs_daemon=True)
+def stale_socket_autostart(s):
+    s.daemon_homes.add(s.bob)
+    daemon_dir = os.path.join(s.bob, "daemon")
+    sock = os.path.join(daemon_dir, "daemon.sock")
+    auto = {"CLAUDEMESH_NO_AUTOSTART": None}
+    try:
+        s.expect_rc(s.run(s.bob, "daemon", "up", "--no-tcp"), 0, "daemon up")
+        old = s.run(s.bob, "--json", "daemon", "status").json.get("pid")
+        s.need(isinstance(old, int) and old == _lock_holder(daemon_dir), f"daemon pid {old}")
+        os.kill(old, signal.SIGKILL)
+        # its threads exit after the main one: the lock is free once the last of them is gone
+        _wait_for(lambda: not _alive(old) and _lock_holder(daemon_dir) is None, 10,
+                  f"the SIGKILLed daemon (pid {old}) still holds its lock")
+        s.need(os.path.exists(sock), "SIGKILL left no daemon.sock behind; the check needs a stale one")
+        s.expect_rc(s.run(s.bob, "daemon", "status"), EXIT_DAEMON, "status against the stale socket")
+        # `inbox` needs the daemon and not its broker link
+        run = s.run(s.bob, "--json", "inbox", env=auto)
+        s.expect_rc(run, 0, "a daemon-first verb after the crash")
+        s.need(run.json.get("ok") is True and isinstance(run.json.get("messages"), list), run.describe())
+        new = _lock_holder(daemon_dir)
+        s.need(new is not None and new != old and _alive(new), f"lock holder after the restart: {new} (old {old})")
+        status = s.run(s.bob, "--json", "daemon", "status")
+        s.expect_rc(status, 0, "the fresh daemon answers")
+        s.need(status.json.get("pid") == new, f"status pid {status.json.get('pid')}, lock holder {new}")
+        s.need(not os.path.exists(os.path.join(daemon_dir, "spawn-failed")), "a successful start left spawn-failed")
+        _wait_for(lambda: all(m.get("broker") == "open" for m in
+                              s.run(s.bob, "--json", "daemon", "status").json.get("health", {}).get("meshes", [])),
+                  15, "the fresh daemon's broker connection did not open")
+        text = s.run(s.bob, "--strict", "peer", "list", env=auto)
+        s.expect_rc(text, 0, "a second verb (a broker one)")
+        s.need("started the daemon" not in text.err, f"a second daemon was started: {text.describe()}")
+        s.need(_lock_holder(daemon_dir) == new, "the daemon changed on the second verb")
+    finally:
+        s.run(s.bob, "daemon", "down")
+
+
+@check("bug 31 (2b6cf2c14b): a failed auto-start is remembered for 30 s (spawn-failed), so the next verb does not "
+       "retry, and both errors point at the log", needs_daemon=True)
+def failed_autostart_remembered(s):
+    daemon_dir = os.path.join(s.tmp, "daemon-31b")  # its own daemon dir: the 30 s marker touches no other check
+    stub = os.path.join(s.tmp, "failing-claudemeshd")
+    counter = os.path.join(s.tmp, "failing-claudemeshd.runs")
+    _write_stub_daemon(stub, counter)
+    env = {"CLAUDEMESH_NO_AUTOSTART": None, "CLAUDEMESH_DAEMON_BIN": stub}
+    d = ["--daemon-dir", daemon_dir]
+    log = os.path.join(daemon_dir, "daemon.log")
+    marker = os.path.join(daemon_dir, "spawn-failed")
+    try:
+        first = s.run(s.alice, *d, "--json", "inbox", env=env)
+        message = s.expect_json_error(first, EXIT_DAEMON, "daemon_unavailable")["error"]["message"]
+        s.need(_count_lines(counter) == 1, f"the stub ran {_count_lines(counter)} times on the first verb")
+        s.need(log in message and "refusing to start" in message,
+               f"the first failure names neither the log nor its last line: {message!r}")
+        s.need(os.path.isfile(marker), "no spawn-failed marker after a failed start")
+        second = s.run(s.alice, *d, "inbox", env=env)
+        s.expect_rc(second, EXIT_DAEMON, "the second verb within 30 s")
+        s.expect_error_line(second, "less than 30 s ago")
+        s.need(log in second.err, f"the second failure does not name the log: {second.describe()}")
+        strict = s.run(s.alice, *d, "--strict", "peer", "list", env=env)
+        s.expect_rc(strict, EXIT_DAEMON, "--strict peer list within 30 s")
+        s.need(_count_lines(counter) == 1, f"the stub ran {_count_lines(counter)} times within 30 s (expected once)")
+        # the memory lasts 30 s, no more: age the marker and the next verb tries again
+        past = time.time() - 31
+        os.utime(marker, (past, past))
+        third = s.run(s.alice, *d, "inbox", env=env)
+        s.expect_rc(third, EXIT_DAEMON, "a verb after the marker expired")
+        s.need(_count_lines(counter) == 2, f"the stub ran {_count_lines(counter)} times (expected a retry after 30 s)")
+    finally:
+        _kill_daemon_in(daemon_dir)
+
+
+@check("bug 26 (1.30.1): install-service while a `daemon up` daemon runs: exit 0, unit written, --json names "
+       "running_pid and a start command that stops it first (claudemesh ... daemon down && ...)", needs_daemon=True)
+def install_service_while_running(s):
+    s.daemon_homes.add(s.alice)
+    unit = os.path.join(s.user_home, ".config", "systemd", "user", "claudemesh-daemon.service")
+    no_ci = {k: None for k in CI_VARS}
+    s.need(not os.path.exists(unit), f"{unit} exists before the check")
+    try:
+        s.expect_rc(s.run(s.alice, "daemon", "up", "--no-tcp"), 0, "daemon up")
+        pid = s.run(s.alice, "--json", "daemon", "status").json.get("pid")
+        s.need(isinstance(pid, int) and _alive(pid), f"daemon pid {pid}")
+        plain = s.run(s.alice, "--json", "daemon", "install-service", "--dry-run", env=no_ci).json.get("start")
+        s.need(isinstance(plain, str) and plain, f"--dry-run gave no start command: {plain!r}")
+        done = s.run(s.alice, "--json", "daemon", "install-service", env=no_ci)
+        s.expect_rc(done, 0, "install-service with a daemon running")
+        doc = done.json
+        s.need(doc.get("installed") is True and doc.get("path") == unit and os.path.isfile(unit), f"{doc}")
+        s.need(doc.get("running_pid") == pid, f"running_pid {doc.get('running_pid')!r}, the daemon is pid {pid}")
+        start = doc.get("start", "")
+        s.need(re.match(r"claudemesh .*\bdaemon down && ", start) is not None,
+               f"start does not stop the running daemon first: {start!r}")
+        stop, rest = start.split(" && ", 1)
+        s.need(rest == plain, f"after the stop: {rest!r}, the unit's start command is {plain!r}")
+        # the stop part really stops this daemon, whatever CLAUDEMESH_HOME the shell has
+        words = shlex.split(stop)
+        s.need(words[0] == "claudemesh", f"{words}")
+        down = s.run(os.path.join(s.tmp, "nobody"), *words[1:])
+        s.expect_rc(down, 0, f"`{stop}`")
+        s.need("daemon stopped" in down.out and not _alive(pid), f"`{stop}` did not stop pid {pid}: {down.describe()}")
+        text = s.run(s.alice, "daemon", "install-service", env=no_ci)
+        s.expect_rc(text, 0, "install-service with no daemon running")
+        s.need("daemon down &&" not in text.out and plain in text.out, f"no daemon runs now: {text.describe()}")
+    finally:
+        s.run(s.alice, "daemon", "uninstall-service", env=no_ci)
+        s.run(s.alice, "daemon", "down")
+    s.need(not os.path.exists(unit), "uninstall-service left the unit")
+
+
+@check("bug 24b (1.31.0): with a systemd user unit present, a daemon-first verb never spawns a daemon: it waits "
+       "for the service and fails naming systemctl", needs_daemon=True)
+def unit_present_no_spawn(s):
+    unit = os.path.join(s.user_home, ".config", "systemd", "user", "claudemesh-daemon.service")
+    s.need(not os.path.exists(unit), f"{unit} exists before the check")
+    daemon_dir = os.path.join(s.tmp, "daemon-24b")
+    d = ["--daemon-dir", daemon_dir]
+    os.makedirs(os.path.dirname(unit), exist_ok=True)
+    try:
+        with open(unit, "w", encoding="utf-8") as f:
+            f.write("[Unit]\nDescription=dummy claudemesh daemon unit (cli_test.py)\n")
+        began = time.monotonic()
+        run = s.run(s.alice, *d, "--json", "inbox", env={"CLAUDEMESH_NO_AUTOSTART": None}, timeout=30)
+        took = time.monotonic() - began
+        message = s.expect_json_error(run, EXIT_DAEMON, "daemon_unavailable")["error"]["message"]
+        s.need("systemctl" in message, f"the failure does not mention systemctl: {message!r}")
+        s.need(took >= 7, f"gave up after {took:.1f} s instead of waiting ~8 s for the service")
+        s.need(_lock_holder(daemon_dir) is None, f"a daemon (pid {_lock_holder(daemon_dir)}) was spawned")
+        s.need(not os.path.exists(os.path.join(daemon_dir, "daemon.log")), "a spawn was attempted (daemon.log exists)")
+        s.expect_rc(s.run(s.alice, *d, "daemon", "status"), EXIT_DAEMON, "daemon status afterwards")
+    finally:
+        try:
+            os.unlink(unit)
+        except FileNotFoundError:
+            pass
+        _kill_daemon_in(daemon_dir)
 
 
 # ================================================================ runner
