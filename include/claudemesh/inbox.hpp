@@ -101,6 +101,11 @@ class CLAUDEMESH_API Inbox {
   /// Durable when it returns. @returns `Errc::invalid_value` for an empty mesh, client message id or sender.
   Result<InboxStore> store(InboxMessage message);
 
+  /// Store several messages in one transaction (one sync to disk for all: what a busy receiver does with
+  /// the pushes that arrived together). Each message gets its own answer, as `store()` would give it; a
+  /// failed transaction fails every message that was valid.
+  std::vector<Result<InboxStore>> store_all(std::vector<InboxMessage> messages);
+
   /// Rows matching `query`, newest first (by received time, then row id).
   Result<std::vector<InboxMessage>> list(const InboxQuery& query);
 
@@ -137,6 +142,7 @@ class CLAUDEMESH_API Inbox {
  private:
   struct Impl;
   explicit Inbox(std::unique_ptr<Impl> impl);
+  Result<InboxStore> insert_row(InboxMessage& message);
   std::unique_ptr<Impl> impl_;
 };
 

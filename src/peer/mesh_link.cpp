@@ -6,6 +6,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
@@ -355,16 +356,36 @@ void MeshLink::receive(IncomingMessage message) {
     row.meta_json = dump(Json{{"error", opened.error().wire_code()}, {"message", opened.error().message}});
     log("inbound_decrypt_failed", Json{{"messageId", message.message_id}, {"sender", message.sender_pubkey}});
   }
-  auto stored = inbox_.store(row);
-  if (!stored) {
-    // Not durable: do not acknowledge, so the broker delivers it again.
-    log("inbox_store_failed", Json{{"messageId", message.message_id}, {"message", stored.error().message}});
-    return;
-  }
-  client_->acknowledge(message);
-  if (stored->inserted && message_handler_) {
-    row.id = stored->id;
-    message_handler_(row);
+  // Stored with whatever else arrived in this turn of the event loop: one transaction, one sync to disk.
+  received_.push_back(Received{std::move(row), std::move(message)});
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(executor_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->store_received();
+  });
+}
+
+void MeshLink::store_received() {
+  flush_posted_ = false;
+  std::vector<Received> batch = std::move(received_);
+  received_.clear();
+  std::vector<InboxMessage> rows;
+  rows.reserve(batch.size());
+  for (const auto& r : batch) rows.push_back(r.row);
+  auto answers = inbox_.store_all(std::move(rows));
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto& [row, message] = batch[i];
+    const auto& stored = answers[i];
+    if (!stored) {
+      // Not durable: do not acknowledge, so the broker delivers it again.
+      log("inbox_store_failed", Json{{"messageId", message.message_id}, {"message", stored.error().message}});
+      continue;
+    }
+    client_->acknowledge(message);
+    if (stored->inserted && message_handler_) {
+      row.id = stored->id;
+      message_handler_(row);
+    }
   }
 }
 

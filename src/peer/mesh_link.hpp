@@ -113,6 +113,7 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   asio::awaitable<void> send_row(OutboxRow row, std::shared_ptr<std::size_t> outstanding,
                                  std::shared_ptr<asio::steady_timer> all_done);
   void receive(IncomingMessage message);
+  void store_received();
   void log(std::string_view event, nlohmann::json fields) const;
 
   asio::any_io_executor executor_;
@@ -132,6 +133,12 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   EventHandler event_handler_;
   StateHandler state_handler_;
   KeyLookup key_for_;
+  struct Received {
+    InboxMessage row;
+    IncomingMessage message;
+  };
+  std::vector<Received> received_;  // opened, waiting for store_received()
+  bool flush_posted_ = false;
 };
 
 }  // namespace claudemesh::peer

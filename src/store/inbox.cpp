@@ -490,7 +490,9 @@ Result<Inbox> Inbox::open(const std::filesystem::path& path, InboxConfig config)
   }
 }
 
-Result<InboxStore> Inbox::store(InboxMessage message) {
+namespace {
+
+Result<void> check_storable(const InboxMessage& message) {
   if (message.mesh.empty()) return fail(Errc::invalid_value, "inbox store: empty mesh");
   if (message.client_message_id.empty()) return fail(Errc::invalid_value, "inbox store: empty client message id");
   if (message.sender_pubkey.empty()) return fail(Errc::invalid_value, "inbox store: empty sender key");
@@ -498,39 +500,78 @@ Result<InboxStore> Inbox::store(InboxMessage message) {
     return fail(Errc::invalid_value, "inbox store: recipient kind \"" + message.recipient_kind +
                                          "\" is neither \"member\" nor \"session\"");
   }
-  return guarded("store", [&]() -> Result<InboxStore> {
-    message.id = impl_->ids.next();
-    if (message.received_at_ms == 0) message.received_at_ms = now_ms(impl_->clock);
-    return in_transaction(impl_->db, "store", [&]() -> Result<InboxStore> {
-      auto& insert = impl_->statements.insert;
-      const Use use_insert(insert);
-      int index = 1;
-      for (const std::string* text :
-           {&message.id, &message.client_message_id, &message.broker_message_id, &message.mesh, &message.topic,
-            &message.target_spec, &message.sender_pubkey, &message.sender_member_pubkey, &message.sender_name,
-            &message.body, &message.meta_json, &message.priority, &message.reply_to_id}) {
-        insert.bindNoCopy(index++, *text);
-      }
-      insert.bind(index++, message.created_at_ms);
-      insert.bind(index++, message.received_at_ms);
-      if (message.seen_at_ms) {
-        insert.bind(index++, *message.seen_at_ms);
-      } else {
-        insert.bind(index++);  // NULL
-      }
-      insert.bindNoCopy(index++, message.recipient_pubkey);
-      insert.bindNoCopy(index, message.recipient_kind);
-      if (insert.exec() == 1) return InboxStore{.inserted = true, .id = message.id};
+  return {};
+}
 
-      auto& find = impl_->statements.find_copy;
-      const Use use_find(find);
-      find.bindNoCopy(1, message.client_message_id);
-      find.bindNoCopy(2, message.mesh);
-      find.bindNoCopy(3, message.recipient_pubkey);
-      if (!find.executeStep()) return fail(Errc::internal, "a duplicate was reported but no copy is stored");
-      return InboxStore{.inserted = false, .id = find.getColumn(0).getString()};
+}  // namespace
+
+Result<InboxStore> Inbox::store(InboxMessage message) {
+  if (auto ok = check_storable(message); !ok) return fail(ok.error());
+  return guarded("store", [&]() -> Result<InboxStore> {
+    return in_transaction(impl_->db, "store", [&]() -> Result<InboxStore> { return insert_row(message); });
+  });
+}
+
+std::vector<Result<InboxStore>> Inbox::store_all(std::vector<InboxMessage> messages) {
+  std::vector<Result<InboxStore>> answers;
+  answers.reserve(messages.size());
+  bool any = false;
+  for (const auto& message : messages) {
+    auto ok = check_storable(message);
+    any = any || ok.has_value();
+    answers.push_back(ok ? Result<InboxStore>(InboxStore{}) : Result<InboxStore>(fail(ok.error())));
+  }
+  if (!any) return answers;
+  auto batch = guarded("store", [&]() -> Result<void> {
+    return in_transaction(impl_->db, "store", [&]() -> Result<void> {
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (!answers[i]) continue;
+        auto stored = insert_row(messages[i]);
+        if (!stored) return fail(stored.error());  // rolls the whole batch back
+        answers[i] = std::move(*stored);
+      }
+      return {};
     });
   });
+  if (!batch) {
+    for (auto& answer : answers) {
+      if (answer) answer = fail(batch.error());
+    }
+  }
+  return answers;
+}
+
+// One row inside the caller's transaction: inserted, or the id of the copy already stored.
+Result<InboxStore> Inbox::insert_row(InboxMessage& message) {
+  message.id = impl_->ids.next();
+  if (message.received_at_ms == 0) message.received_at_ms = now_ms(impl_->clock);
+  auto& insert = impl_->statements.insert;
+  const Use use_insert(insert);
+  int index = 1;
+  for (const std::string* text :
+       {&message.id, &message.client_message_id, &message.broker_message_id, &message.mesh, &message.topic,
+        &message.target_spec, &message.sender_pubkey, &message.sender_member_pubkey, &message.sender_name,
+        &message.body, &message.meta_json, &message.priority, &message.reply_to_id}) {
+    insert.bindNoCopy(index++, *text);
+  }
+  insert.bind(index++, message.created_at_ms);
+  insert.bind(index++, message.received_at_ms);
+  if (message.seen_at_ms) {
+    insert.bind(index++, *message.seen_at_ms);
+  } else {
+    insert.bind(index++);  // NULL
+  }
+  insert.bindNoCopy(index++, message.recipient_pubkey);
+  insert.bindNoCopy(index, message.recipient_kind);
+  if (insert.exec() == 1) return InboxStore{.inserted = true, .id = message.id};
+
+  auto& find = impl_->statements.find_copy;
+  const Use use_find(find);
+  find.bindNoCopy(1, message.client_message_id);
+  find.bindNoCopy(2, message.mesh);
+  find.bindNoCopy(3, message.recipient_pubkey);
+  if (!find.executeStep()) return fail(Errc::internal, "a duplicate was reported but no copy is stored");
+  return InboxStore{.inserted = false, .id = find.getColumn(0).getString()};
 }
 
 Result<std::vector<InboxMessage>> Inbox::list(const InboxQuery& query) {

@@ -164,6 +164,35 @@ TEST_SUITE("inbox") {
     CHECK(f.inbox.store(other_mesh)->inserted);
   }
 
+  TEST_CASE("inbox: store_all answers each message as store() would, in one transaction") {
+    Fixture f;
+    REQUIRE(f.inbox.store(message("already", session_a, "stored before")));
+    std::vector<InboxMessage> batch;
+    batch.push_back(message("b-1", session_a, "one"));
+    batch.push_back(message("already", session_a, "a redelivery"));
+    InboxMessage broken = message("b-bad", session_a);
+    broken.mesh.clear();
+    batch.push_back(broken);
+    batch.push_back(message("b-2", session_a, "two"));
+    batch.push_back(message("b-1", session_a, "the same push twice in one batch"));
+    const auto answers = f.inbox.store_all(std::move(batch));
+    REQUIRE(answers.size() == 5);
+    REQUIRE(answers[0]);
+    CHECK(answers[0]->inserted);
+    REQUIRE(answers[1]);
+    CHECK_FALSE(answers[1]->inserted);
+    REQUIRE_FALSE(answers[2]);
+    CHECK(answers[2].error() == Errc::invalid_value);
+    REQUIRE(answers[3]);
+    CHECK(answers[3]->inserted);
+    REQUIRE(answers[4]);
+    CHECK_FALSE(answers[4]->inserted);
+    CHECK(answers[4]->id == answers[0]->id);
+    const auto rows = listed(f.inbox);
+    CHECK(rows.size() == 3);
+    CHECK(f.inbox.store_all({}).empty());
+  }
+
   TEST_CASE("inbox: one client id delivered to two sessions is two rows") {
     Fixture f;
     const auto a = stored(f.inbox, message("c-1", session_a));
