@@ -11,6 +11,7 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -69,6 +70,17 @@ int run_up(const GlobalOptions& options, const UpArgs& args) {
   return exit_ok;
 }
 
+// Whether `pid` has exited (gone, or a zombie its parent has not reaped yet).
+bool process_gone(long pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (stat) {
+    const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z';
+  }
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 int run_down(const GlobalOptions& options) {
   const auto dir = options.daemon_dir_path();
   const auto pid = running_daemon_pid(dir);
@@ -85,7 +97,8 @@ int run_down(const GlobalOptions& options) {
   }
   const auto deadline = std::chrono::steady_clock::now() + down_wait;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (running_daemon_pid(dir) != pid) {
+    // The lock is released a moment before the process ends: "stopped" means both.
+    if (running_daemon_pid(dir) != pid && process_gone(*pid)) {
       if (options.json) return print_ok({{"stopped", true}, {"pid", *pid}});
       std::cout << "daemon stopped (pid " << *pid << ")\n";
       return exit_ok;

@@ -170,6 +170,12 @@ class CLAUDEMESH_API Outbox {
   ///   priority, `sealed` not a JSON object) without consuming the id, or `Errc::io_error`.
   Result<OutboxAccept> accept(const OutboxSend& send);
 
+  /// Accept several messages in one transaction (one sync to disk for all: what a busy daemon does with the
+  /// sends that arrived together). Each is decided in order exactly as `accept()` would decide it — a later
+  /// one sees the rows the earlier ones inserted; a failed transaction fails every valid one and writes
+  /// nothing.
+  std::vector<Result<OutboxAccept>> accept_all(const std::vector<OutboxSend>& sends);
+
   /// Claim up to `limit` rows of `mesh` that are due (pending with `next_attempt_at <= now`, or inflight
   /// with an expired lease), oldest first: each becomes `inflight`, `attempts + 1`, leased for
   /// `claim_lease`. Rows older than `max_age` are marked `dead` (`expired`) instead of claimed.
@@ -213,6 +219,7 @@ class CLAUDEMESH_API Outbox {
  private:
   struct Impl;
   explicit Outbox(std::unique_ptr<Impl> impl);
+  OutboxAccept decide(const OutboxSend& send);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -232,10 +232,42 @@ asio::awaitable<Result<SendResult>> MeshLink::send(std::string target, std::stri
   row.sender_session_pubkey = lane();
   row.sealed = sealed->sealed_json;
   row.payload_bytes = static_cast<std::int64_t>(body.size());
-  auto accepted = outbox_.accept(row);
+  auto accepted = co_await accept(std::move(row));
   if (!accepted) co_return fail(accepted.error());
   if (accepted->inserted) wake();
   co_return SendResult{std::move(*accepted), sealed->target_spec, sealed->recipients};
+}
+
+// Sends accepted in the same turn of the event loop share one outbox transaction (one sync to disk).
+asio::awaitable<Result<OutboxAccept>> MeshLink::accept(OutboxSend row) {
+  auto waiting = std::make_shared<PendingAccept>(std::move(row), executor_);
+  accepts_.push_back(waiting);
+  if (!accept_posted_) {
+    accept_posted_ = true;
+    asio::post(executor_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->accept_queued();
+    });
+  }
+  if (!waiting->answer) {
+    std::error_code ec;
+    co_await waiting->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!waiting->answer) co_return fail(Errc::connection_closed, "the link stopped before the outbox answered");
+  co_return std::move(*waiting->answer);
+}
+
+void MeshLink::accept_queued() {
+  accept_posted_ = false;
+  auto batch = std::move(accepts_);
+  accepts_.clear();
+  std::vector<OutboxSend> sends;
+  sends.reserve(batch.size());
+  for (const auto& waiting : batch) sends.push_back(waiting->send);
+  auto answers = outbox_.accept_all(sends);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->answer = std::move(answers[i]);
+    batch[i]->done.cancel();
+  }
 }
 
 asio::awaitable<Result<std::vector<PeerInfo>>> MeshLink::peers() {

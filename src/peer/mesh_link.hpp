@@ -112,6 +112,8 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   asio::awaitable<void> drain();
   asio::awaitable<void> send_row(OutboxRow row, std::shared_ptr<std::size_t> outstanding,
                                  std::shared_ptr<asio::steady_timer> all_done);
+  asio::awaitable<Result<OutboxAccept>> accept(OutboxSend row);
+  void accept_queued();
   void receive(IncomingMessage message);
   void store_received();
   void log(std::string_view event, nlohmann::json fields) const;
@@ -139,6 +141,15 @@ class MeshLink : public std::enable_shared_from_this<MeshLink> {
   };
   std::vector<Received> received_;  // opened, waiting for store_received()
   bool flush_posted_ = false;
+  struct PendingAccept {
+    PendingAccept(OutboxSend s, const asio::any_io_executor& ex)
+        : send(std::move(s)), done(ex, asio::steady_timer::time_point::max()) {}
+    OutboxSend send;
+    std::optional<Result<OutboxAccept>> answer;
+    asio::steady_timer done;  // cancelled when `answer` is set
+  };
+  std::vector<std::shared_ptr<PendingAccept>> accepts_;  // waiting for accept_queued()
+  bool accept_posted_ = false;
 };
 
 }  // namespace claudemesh::peer

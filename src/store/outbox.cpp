@@ -353,23 +353,53 @@ Outbox::~Outbox() = default;
 
 std::size_t Outbox::recovered_on_open() const noexcept { return impl_ ? impl_->recovered : 0; }
 
+// One decision of the idempotency table, inside the caller's BEGIN IMMEDIATE transaction.
+OutboxAccept Outbox::decide(const OutboxSend& send) {
+  std::string client_message_id = send.client_message_id.empty() ? impl_->ids.next() : send.client_message_id;
+  if (auto existing = query_row(impl_->statements.find_by_client, client_message_id)) {
+    const bool same = store::same_fingerprint(existing->request_fingerprint, send.request_fingerprint);
+    return store::decide_existing(std::move(*existing), same);
+  }
+  auto row = impl_->insert_row(impl_->new_row(send, std::move(client_message_id), impl_->now()));
+  return OutboxAccept{.outcome = OutboxAccept::Outcome::queued, .http_status = 202, .inserted = true, .row = std::move(row)};
+}
+
 Result<OutboxAccept> Outbox::accept(const OutboxSend& send) {
   if (!impl_) return moved_from("accept");
+  if (auto valid = store::validate_send(send); !valid) return fail(valid.error(), "outbox accept");
   return guarded("accept", [&]() -> Result<OutboxAccept> {
-    if (auto valid = store::validate_send(send); !valid) return fail(valid.error(), "outbox accept");
-    std::string client_message_id = send.client_message_id.empty() ? impl_->ids.next() : send.client_message_id;
-    return store::in_immediate_transaction(impl_->db, [&]() -> Result<OutboxAccept> {
-      if (auto existing = query_row(impl_->statements.find_by_client, client_message_id)) {
-        const bool same = store::same_fingerprint(existing->request_fingerprint, send.request_fingerprint);
-        return store::decide_existing(std::move(*existing), same);
+    return store::in_immediate_transaction(impl_->db, [&]() -> Result<OutboxAccept> { return decide(send); });
+  });
+}
+
+std::vector<Result<OutboxAccept>> Outbox::accept_all(const std::vector<OutboxSend>& sends) {
+  std::vector<Result<OutboxAccept>> answers;
+  answers.reserve(sends.size());
+  bool any = false;
+  for (const auto& send : sends) {
+    if (!impl_) {
+      answers.push_back(moved_from("accept"));
+      continue;
+    }
+    auto valid = store::validate_send(send);
+    any = any || valid.has_value();
+    answers.push_back(valid ? Result<OutboxAccept>(OutboxAccept{}) : Result<OutboxAccept>(fail(valid.error(), "outbox accept")));
+  }
+  if (!any) return answers;
+  auto batch = guarded("accept", [&]() -> Result<void> {
+    return store::in_immediate_transaction(impl_->db, [&]() -> Result<void> {
+      for (std::size_t i = 0; i < sends.size(); ++i) {
+        if (answers[i]) answers[i] = decide(sends[i]);
       }
-      auto row = impl_->insert_row(impl_->new_row(send, std::move(client_message_id), impl_->now()));
-      return OutboxAccept{.outcome = OutboxAccept::Outcome::queued,
-                          .http_status = 202,
-                          .inserted = true,
-                          .row = std::move(row)};
+      return {};
     });
   });
+  if (!batch) {
+    for (auto& answer : answers) {
+      if (answer) answer = fail(batch.error());
+    }
+  }
+  return answers;
 }
 
 Result<std::vector<OutboxRow>> Outbox::claim(std::string_view mesh, std::size_t limit, std::string_view sender_session) {

@@ -193,7 +193,11 @@ def run(args, root):
         try:
             status, accepted = alice.send(bob_key, "survives a crash", client_message_id="crash-1")
             check("accepted while the broker is frozen", status == 202, accepted)
-            time.sleep(0.3)  # the daemon hands it to the frozen broker and waits for the ack
+            # the daemon hands it to the frozen broker and waits for the ack: the row is claimed (inflight)
+            claimed = wait_for(lambda: (lambda r: r if r[0] == 200 and r[1]["item"]["status"] == "inflight" else None)(
+                ipc(alice.sock, "GET", "/v1/outbox/crash-1")), 10)
+            check("the drain claimed it and is waiting for the frozen broker's ack", bool(claimed), claimed)
+            time.sleep(0.1)  # the frame is written to the socket right after the claim
             alice.kill_daemon()
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)

@@ -656,6 +656,37 @@ TEST_SUITE("outbox") {
     CHECK_FALSE(value_of(outbox.next_due_ms("mesh-a")) == std::nullopt);  // the member rows' leases
   }
 
+  TEST_CASE("outbox accept_all: each send is decided in order as accept() would, in one transaction") {
+    const Harness h;
+    auto outbox = h.open();
+    std::vector<OutboxSend> sends;
+    sends.push_back(make_send("all-1"));
+    sends.push_back(make_send("all-1"));                 // the same request again: 202, nothing new
+    sends.push_back(make_send("all-1", fingerprint_b));  // the id reused for other content: 409
+    OutboxSend broken = make_send("all-bad");
+    broken.mesh.clear();
+    sends.push_back(broken);
+    sends.push_back(make_send("all-2"));
+    const auto answers = outbox.accept_all(sends);
+    REQUIRE(answers.size() == 5);
+    REQUIRE(answers[0]);
+    CHECK(answers[0]->inserted);
+    CHECK(answers[0]->http_status == 202);
+    REQUIRE(answers[1]);
+    CHECK_FALSE(answers[1]->inserted);
+    CHECK(answers[1]->http_status == 202);
+    CHECK(answers[1]->row.id == answers[0]->row.id);
+    REQUIRE(answers[2]);
+    CHECK(answers[2]->http_status == 409);
+    CHECK(answers[2]->conflict == "outbox_pending_fingerprint_mismatch");
+    REQUIRE_FALSE(answers[3]);
+    CHECK(answers[3].error() == Errc::invalid_value);
+    REQUIRE(answers[4]);
+    CHECK(answers[4]->inserted);
+    CHECK(claim_ok(outbox, "mesh-a", 10).size() == 2);
+    CHECK(outbox.accept_all({}).empty());
+  }
+
   TEST_CASE("outbox: two Outbox objects on one file share rows and the idempotency table") {
     const Harness h;
     auto first = h.open();
