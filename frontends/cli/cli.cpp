@@ -162,4 +162,9 @@ void add_mesh_option(CLI::App& verb, GlobalOptions& options) {
   verb.add_option("--mesh", options.mesh, "Mesh slug (default: the only joined mesh)");
 }
 
+std::string text_of(const nlohmann::json& object, const char* field) {
+  const auto it = object.find(field);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 }  // namespace claudemesh::cli

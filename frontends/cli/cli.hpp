@@ -84,6 +84,9 @@ void print_json(const nlohmann::json& doc);
 /// Print `{"ok":true, ...fields}` on stdout. @returns exit_ok.
 int print_ok(const nlohmann::json& fields);
 
+/// The string member `field` of a JSON object, or "" when it is absent or not a string.
+std::string text_of(const nlohmann::json& object, const char* field);
+
 /// Parse a daemon answer's JSON body; an unparsable body is a Failure.
 std::optional<nlohmann::json> parse_reply(const DaemonReply& reply, Failure& failure);
 

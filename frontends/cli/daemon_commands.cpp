@@ -24,11 +24,6 @@ using namespace std::chrono_literals;
 constexpr auto up_wait = 5s;    // `daemon up`: how long the new daemon has to answer
 constexpr auto down_wait = 5s;  // `daemon down`: how long it has to exit after SIGTERM
 
-std::string text_of(const Json& object, const char* field) {
-  const auto it = object.find(field);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 // ---- up / down ----
 
 struct UpArgs {

@@ -13,11 +13,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string text_of(const Json& object, const char* field) {
-  const auto it = object.find(field);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 std::string format_ms(const Json& value) {
   if (!value.is_number_integer()) return "-";
   const std::int64_t ms = value.get<std::int64_t>();

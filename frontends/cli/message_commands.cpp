@@ -15,11 +15,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string text_of(const Json& object, const char* field) {
-  const auto it = object.find(field);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 std::string format_ms(std::int64_t ms) {
   const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm local{};

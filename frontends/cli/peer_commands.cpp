@@ -15,11 +15,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string text_of(const Json& object, const char* field) {
-  const auto it = object.find(field);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 bool bool_of(const Json& object, const char* field, bool fallback) {
   const auto it = object.find(field);
   return it != object.end() && it->is_boolean() ? it->get<bool>() : fallback;

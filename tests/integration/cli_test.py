@@ -992,10 +992,10 @@ def _kill_daemon_in(daemon_dir):
         pass
 
 
-def _write_stub_daemon(path, counter):
+def _write_failing_daemon(path, counter):
     """A stand-in claudemeshd that records each start in `counter`, says why on stderr and exits 1 at once."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"#!/bin/sh\necho started >> '{counter}'\necho 'stub claudemeshd: refusing to start' >&2\nexit 1\n")
+        f.write(f"#!/bin/sh\necho started >> '{counter}'\necho 'fake claudemeshd: refusing to start' >&2\nexit 1\n")
     os.chmod(path, 0o755)
 
 
@@ -1076,17 +1076,17 @@ def stale_socket_autostart(s):
        "retry, and both errors point at the log", needs_daemon=True)
 def failed_autostart_remembered(s):
     daemon_dir = os.path.join(s.tmp, "daemon-31b")  # its own daemon dir: the 30 s marker touches no other check
-    stub = os.path.join(s.tmp, "failing-claudemeshd")
+    failing = os.path.join(s.tmp, "failing-claudemeshd")
     counter = os.path.join(s.tmp, "failing-claudemeshd.runs")
-    _write_stub_daemon(stub, counter)
-    env = {"CLAUDEMESH_NO_AUTOSTART": None, "CLAUDEMESH_DAEMON_BIN": stub}
+    _write_failing_daemon(failing, counter)
+    env = {"CLAUDEMESH_NO_AUTOSTART": None, "CLAUDEMESH_DAEMON_BIN": failing}
     d = ["--daemon-dir", daemon_dir]
     log = os.path.join(daemon_dir, "daemon.log")
     marker = os.path.join(daemon_dir, "spawn-failed")
     try:
         first = s.run(s.alice, *d, "--json", "inbox", env=env)
         message = s.expect_json_error(first, EXIT_DAEMON, "daemon_unavailable")["error"]["message"]
-        s.need(_count_lines(counter) == 1, f"the stub ran {_count_lines(counter)} times on the first verb")
+        s.need(_count_lines(counter) == 1, f"the failing daemon ran {_count_lines(counter)} times on the first verb")
         s.need(log in message and "refusing to start" in message,
                f"the first failure names neither the log nor its last line: {message!r}")
         s.need(os.path.isfile(marker), "no spawn-failed marker after a failed start")
@@ -1096,13 +1096,13 @@ def failed_autostart_remembered(s):
         s.need(log in second.err, f"the second failure does not name the log: {second.describe()}")
         strict = s.run(s.alice, *d, "--strict", "peer", "list", env=env)
         s.expect_rc(strict, EXIT_DAEMON, "--strict peer list within 30 s")
-        s.need(_count_lines(counter) == 1, f"the stub ran {_count_lines(counter)} times within 30 s (expected once)")
+        s.need(_count_lines(counter) == 1, f"the failing daemon ran {_count_lines(counter)} times within 30 s (expected once)")
         # the memory lasts 30 s, no more: age the marker and the next verb tries again
         past = time.time() - 31
         os.utime(marker, (past, past))
         third = s.run(s.alice, *d, "inbox", env=env)
         s.expect_rc(third, EXIT_DAEMON, "a verb after the marker expired")
-        s.need(_count_lines(counter) == 2, f"the stub ran {_count_lines(counter)} times (expected a retry after 30 s)")
+        s.need(_count_lines(counter) == 2, f"the failing daemon ran {_count_lines(counter)} times (expected a retry after 30 s)")
     finally:
         _kill_daemon_in(daemon_dir)
 
